@@ -1,0 +1,17 @@
+"""The exceptions of rag. Every message says what to do next.
+
+    RagError
+     └── IngestError      a file could not be read or parsed as a trial record
+
+The library raises; only rag/cli.py turns a RagError into one stderr line and exit code 1.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base class of every error rag raises on purpose."""
+
+
+class IngestError(RagError):
+    """A file could not be read or parsed; the message names the file and the fix."""
