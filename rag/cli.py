@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from rag.errors import RagError
 from rag.ingest import FileReport, ingest_paths
-from rag.types import Trial
+from rag.types import Hit, Trial
 
 app = typer.Typer(
     help="Ask questions of clinical-trial records and get answers that cite the record.",
@@ -101,3 +104,156 @@ def _summary(reports: list[FileReport]) -> str:
     if duplicates:
         parts.append(f"{duplicates} duplicate trial ids")
     return ", ".join(parts)
+
+
+DEFAULT_CORPUS = Path("corpus")
+IndexName = Annotated[
+    str, typer.Option("--name", "-n", envvar="RAG_INDEX", help="Index under index/.")
+]
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        envvar="RAG_MODEL",
+        help="Embedding model: all-MiniLM-L6-v2 (bundled) or a sentence-transformers folder.",
+    ),
+]
+Filters = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        "-f",
+        help="KEY=VALUE, repeatable: status, phase, type, sex, age, condition, intervention, "
+        "trial. Commas give alternatives (status=recruiting,not_yet_recruiting).",
+    ),
+]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """A RagError becomes one stderr line and exit code 1; anything else is a bug."""
+    try:
+        yield
+    except RagError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("index")
+def index_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Record files or folders. [default: corpus/]", show_default=False),
+    ] = None,
+    name: IndexName = "default",
+    model: Model = "all-MiniLM-L6-v2",
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Embed every chunk again, reusing nothing.")
+    ] = False,
+) -> None:
+    """Build or update the search index of PATHS (default corpus/) under index/NAME.
+
+    Only chunks whose text changed are embedded again; trials whose files are gone are
+    dropped. The new index replaces the old one in a single step at the end, so an
+    interrupted build leaves the previous index usable.
+    """
+    from rag import store
+    from rag.embed import SentenceEmbedder
+
+    with _errors():
+        report = store.build(
+            paths or [DEFAULT_CORPUS],
+            SentenceEmbedder(model),
+            name=name,
+            rebuild=rebuild,
+            progress=True,
+        )
+        for error in report.errors:
+            typer.echo(f"error: {error}", err=True)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        typer.echo(store.describe(report))
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
+    filters: Filters = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Hits to show.")] = 10,
+    per_trial: Annotated[
+        int, typer.Option("--per-trial", min=1, help="At most this many hits from one trial.")
+    ] = 3,
+    all_trials: Annotated[
+        bool,
+        typer.Option(
+            "--all-trials", help="Every trial that passes the filters, with its best chunks."
+        ),
+    ] = False,
+    method: Annotated[str, typer.Option("--method", help="hybrid, dense or lexical.")] = "hybrid",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per hit and line.")
+    ] = False,
+    name: IndexName = "default",
+) -> None:
+    """Search the index: dense and BM25 retrieval fused by reciprocal rank."""
+    from rag import store
+    from rag.embed import SentenceEmbedder
+    from rag.retrieve import Retriever, parse_filters
+
+    with _errors():
+        if method not in ("hybrid", "dense", "lexical"):
+            raise RagError(f"Unknown method {method!r}; use hybrid, dense or lexical")
+        parsed = parse_filters(filters or [])
+        index = store.load(name)
+        retriever = Retriever(index, SentenceEmbedder(index.model))
+        if all_trials:
+            groups = retriever.search_trials(
+                query,
+                filters=parsed,
+                per_trial=per_trial,
+                method=method,  # type: ignore[arg-type]
+            )
+            hits = [hit for group in groups for hit in group.hits]
+            if not as_json:
+                typer.echo(f"{len(groups)} trials pass the filters", err=True)
+        else:
+            hits = retriever.search(
+                query,
+                k=k,
+                filters=parsed,
+                per_trial=per_trial,
+                method=method,  # type: ignore[arg-type]
+            )
+        for rank, hit in enumerate(hits, start=1):
+            if as_json:
+                typer.echo(json.dumps(_hit_json(hit), ensure_ascii=False))
+            else:
+                typer.echo(_hit_line(rank, hit))
+        if not hits and not as_json:
+            typer.echo("No chunk matches.", err=True)
+
+
+def _hit_json(hit: Hit) -> dict[str, object]:
+    chunk = hit.chunk
+    return {
+        "trial_id": chunk.trial_id,
+        "chunk_id": chunk.id,
+        "section": chunk.section,
+        "criterion_id": chunk.criterion_id,
+        "score": round(hit.score, 6),
+        "text": chunk.text,
+        "span": list(chunk.span) if chunk.span else None,
+        "field": chunk.field,
+        "title": chunk.title,
+        "notes": list(hit.notes),
+    }
+
+
+def _hit_line(rank: int, hit: Hit) -> str:
+    chunk = hit.chunk
+    notes = f"  ({'; '.join(hit.notes)})" if hit.notes else ""
+    text = chunk.text if len(chunk.text) <= 300 else chunk.text[:299] + "…"
+    return (
+        f"{rank:>2}. {chunk.id}  [{chunk.section}]  {hit.score:.4f}{notes}\n"
+        f"    {chunk.title}\n    {text}"
+    )

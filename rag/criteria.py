@@ -56,6 +56,9 @@ _HEADING = re.compile(
 _GROUP_HEADING = re.compile(r"^(?:[A-Z][A-Z0-9 ,/&()'-]{3,}|[A-Z][\w'-]*(?: [A-Z][\w'-]*){1,4}):$")
 # A line that stops inside a sentence: an open "(2)", a comma, "and", "or", "including".
 _OPEN_END = re.compile(r"(?:\(\s?\d{1,2}\s?\)|[,(/-]|\b(?:and|or|with|including|of|the|to))$")
+# "Adequate renal function: creatinine clearance ≥ 45 mL/min": a label with its value.
+_LABELLED = re.compile(r"^[A-Z][^:;.]{2,50}:\s+\S")
+_LAB_VALUE = re.compile(r"[≥≤<>]|\bULN\b|/[μu]?L\b|g/dL|mmol|\bx\s?10")
 _NOTE = re.compile(r"^(notes?|remarks?|n\.b\.)\s*:", re.IGNORECASE)
 _TERMINAL = tuple(".;:!?。；：")
 _INLINE_PAREN = re.compile(r"(?<![^\s;:,.])\(\s?(\d{1,2})\s?\)\s*(?=\S)")
@@ -233,8 +236,8 @@ def _continues(
         # A paragraph inside a marked list belongs to its item, unless it heads a sub-list.
         if item.plain:
             return False
-        is_label = content.endswith((":", "：")) and len(content) <= 40
-        return _NOTE.match(content) is not None or not is_label
+        heads_a_list = content.endswith((":", "："))
+        return _NOTE.match(content) is not None or not heads_a_list
     if prev is None:
         return False
     last = text[prev.content : prev.end]
@@ -310,6 +313,19 @@ def _child_line(content: str) -> bool:
     return len(content) <= CHILD_LINE_MAX_CHARS or head.islower() or head.isdigit()
 
 
+def _flat_bullet_cost(state: _State, depth: int, content: str) -> float:
+    """Bullets of one style and indent nested under a colon item ("* Adequate liver function:"
+    then "* ALT < 2.5 x ULN"): value lines stay in the sub-list, a new "Label:" line or a full
+    criterion ends it."""
+    sub_list = len(state) > 1 and state[-1][0] == state[-2][0]
+    if not sub_list or depth < len(state) - 2:
+        return 0.0
+    group = content.endswith((":", "：")) or _LABELLED.match(content) is not None
+    value_line = not group and (_child_line(content) or _LAB_VALUE.search(content) is not None)
+    stays = depth == len(state) - 1
+    return (0.0 if value_line else 1.5) if stays else (1.0 if value_line else 0.0)
+
+
 def _nest(text: str, items: list[_Item]) -> list[int]:
     """The depth of each item (0 = top level) by the cheapest reading of the whole list."""
     indent_aware = len({item.indent for item in items}) > 1
@@ -372,7 +388,9 @@ def _moves(
                 cost += _STYLE_SWITCH
             elif value is not None and lvalue is not None and value != lvalue + 1:
                 cost += _MISMATCH
-            if style != "plain":
+            elif value is None and not indent_aware:
+                cost += _flat_bullet_cost(state, depth, content)
+            if value is not None:
                 cost += 0.001 * depth  # equal numbering: the outer list goes on
             yield depth, style, value, cost
         # A child of the item before.

@@ -1,7 +1,8 @@
 """The exceptions of rag. Every message says what to do next.
 
     RagError
-     └── IngestError      a file could not be read or parsed as a trial record
+     ├── IngestError      a file could not be read or parsed as a trial record
+     └── StoreError       the index is missing, locked, incompatible or could not be built
 
 The library raises; only rag/cli.py turns a RagError into one stderr line and exit code 1.
 """
@@ -15,3 +16,7 @@ class RagError(Exception):
 
 class IngestError(RagError):
     """A file could not be read or parsed; the message names the file and the fix."""
+
+
+class StoreError(RagError):
+    """The index is missing, locked, incompatible or could not be built."""

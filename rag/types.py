@@ -81,5 +81,55 @@ class Trial:
         """A JSON-ready dict with the field names of the Trial model."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trial:
+        """The inverse of to_dict (lists become tuples again)."""
+        values = dict(data)
+        values["source"] = Source(**values["source"])
+        values["criteria"] = tuple(
+            Criterion(**(c | {"span": tuple(c["span"])})) for c in values["criteria"]
+        )
+        for key, value in values.items():
+            if isinstance(value, list):
+                values[key] = tuple(value)
+        return cls(**values)
+
     def criteria_in(self, section: Section) -> list[Criterion]:
         return [c for c in self.criteria if c.section == section]
+
+
+ChunkKind = Literal["criterion", "card", "summary", "description"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One retrievable passage of a trial, with what a citation needs.
+
+    `text` is the passage as cited (white space folded); `embed_text` adds a header (trial
+    title, section) and, for a sub-criterion, its parents' text, so the chunk stands alone.
+    `span` is [start, end) into the text named by `field`: for a criterion, the criterion's
+    own span; for a summary or description piece, into that Trial field.
+    """
+
+    id: str
+    trial_id: str
+    kind: ChunkKind
+    section: str
+    text: str
+    embed_text: str
+    title: str
+    criterion_id: str | None = None
+    span: tuple[int, int] | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A chunk found for a query, with its fused score and where each retriever ranked it."""
+
+    chunk: Chunk
+    score: float
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    # Filter fields the trial does not state and that were counted as fitting.
+    notes: tuple[str, ...] = ()

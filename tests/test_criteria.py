@@ -242,3 +242,54 @@ def test_heading_with_inline_criterion_and_no_heading_at_all() -> None:
     ]
     assert tree("Adults with ESCC.") == [("inclusion/1", "Adults with ESCC.")]
     assert tree("   \n\n") == []
+
+
+def test_flat_bullets_under_a_label_form_a_sub_list() -> None:
+    """One bullet style, one indent: value lines after "Label:" belong to it (NCT02369484)."""
+    text = (
+        "Inclusion Criteria:\n\n"
+        "* Life expectancy \\>3 months.\n"
+        "* Adequate haematological function:\n"
+        "* WBC ≥ 2000/μL\n"
+        "* haemoglobin ≥ 9 g/dL\n"
+        "* Adequate liver function:\n"
+        "* Total bilirubin ≤ 1.5 × ULN (except subjects with Gilbert Syndrome, who can have "
+        "total bilirubin \\< 3.0 mg/dL)\n"
+        "* ALT \\< 2.5 × ULN\n"
+        "* Adequate renal function: Calculated creatinine clearance ≥ 45mL/min\n"
+        "* Patient capable of proper therapeutic compliance, and accessible for followup.\n"
+    )
+    assert [path for path, _ in tree(text)] == [
+        "inclusion/1",
+        "inclusion/2",
+        "inclusion/2.1",
+        "inclusion/2.2",
+        "inclusion/3",
+        "inclusion/3.1",
+        "inclusion/3.2",
+        "inclusion/4",
+        "inclusion/5",
+    ]
+
+
+def test_unmarked_paragraph_ending_in_a_colon_heads_the_next_list() -> None:
+    """NCT04318938: "Male patients ..., who:" is not part of the female item before it."""
+    text = (
+        "12. Female patients who:\n\n"
+        "    * are postmenopausal for at least 1 year, OR\n"
+        "    * are surgically sterile.\n\n"
+        "Male patients, even if surgically sterilized (i.e., status post-vasectomy), who:\n\n"
+        "* agree to practice effective barrier contraception, OR\n"
+        "* agree to completely abstain from heterosexual intercourse.\n"
+    )
+    found = by_id(text)
+    assert list(found) == [
+        "inclusion/1",
+        "inclusion/1.1",
+        "inclusion/1.2",
+        "inclusion/2",
+        "inclusion/2.1",
+        "inclusion/2.2",
+    ]
+    assert found["inclusion/2"].text.startswith("Male patients, even if surgically sterilized")
+    assert found["inclusion/1.2"].text == "are surgically sterile."

@@ -74,7 +74,9 @@ def test_status_about_page_with_values_filled_in(tmp_path: Path) -> None:
         "Conditions\nEsophageal Squamous Cell Carcinoma\nTreatments\nDrug: Anlotinib\n"
         "Drug: Sintilimab\nAbout\n",
     )
-    page = page.replace("Sex\nAges\nVolunteers\n", "Sex\nAll\nAges\n18 - 80 years\nVolunteers\nNo\n")
+    page = page.replace(
+        "Sex\nAges\nVolunteers\n", "Sex\nAll\nAges\n18 - 80 years\nVolunteers\nNo\n"
+    )
     trial = parse(tmp_path, page)
     assert trial.source.format == "status-about"
     assert trial.title == "Anlotinib Plus Sintilimab in Second-line ESCC"

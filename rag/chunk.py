@@ -1,0 +1,180 @@
+"""Trial -> chunks: one per criterion, one per summary or description piece, one field card.
+
+Chunk ids are stable and readable: a criterion chunk has its criterion's id
+("NCT04984096/exclusion/3"), the others "<trial id>/card", "<trial id>/summary/1",
+"<trial id>/description/2".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from rag.types import Chunk, Criterion, Trial
+
+# all-MiniLM-L6-v2 reads 256 word pieces; ~150 words stay under 200 of them with a header.
+MAX_PIECE_WORDS = 150
+TITLE_CHARS = 90  # the header's short title
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
+
+
+def chunk_trial(trial: Trial) -> list[Chunk]:
+    """Every chunk of one trial, card first."""
+    title = short_title(trial)
+    chunks = [_card(trial, title)]
+    by_id = {c.id: c for c in trial.criteria}
+    for criterion in trial.criteria:
+        chunks.append(_criterion(trial, criterion, by_id, title))
+    for field in ("brief_summary", "description"):
+        value = getattr(trial, field)
+        if value:
+            chunks.extend(_pieces(trial, field, value, title))
+    return chunks
+
+
+def chunk_trials(trials: Iterable[Trial]) -> list[Chunk]:
+    return [chunk for trial in trials for chunk in chunk_trial(trial)]
+
+
+def short_title(trial: Trial) -> str:
+    """The trial's title cut to a header's length, else its summary's start, else its id."""
+    basis = trial.title or trial.official_title or trial.brief_summary or trial.id
+    basis = " ".join(basis.split())
+    if len(basis) <= TITLE_CHARS:
+        return basis
+    return basis[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _header(trial: Trial, title: str, section: str) -> str:
+    """"<short title> (<id>; <sponsor>) | <section>": enough for a chunk to stand alone."""
+    about = "; ".join(v for v in (trial.nct_id or trial.id, trial.sponsor) if v)
+    return f"{title} ({about}) | {section}"
+
+
+def _criterion(
+    trial: Trial, criterion: Criterion, by_id: dict[str, Criterion], title: str
+) -> Chunk:
+    context: list[str] = []
+    parent = criterion.parent
+    while parent is not None and parent in by_id:
+        context.append(by_id[parent].plain)
+        parent = by_id[parent].parent
+    section = f"{criterion.section} criterion"
+    lines = [_header(trial, title, section), *reversed(context), criterion.plain]
+    return Chunk(
+        id=criterion.id,
+        trial_id=trial.id,
+        kind="criterion",
+        section=criterion.section,
+        text=criterion.plain,
+        embed_text="\n".join(lines),
+        title=title,
+        criterion_id=criterion.id,
+        span=criterion.span,
+        field=criterion.field,
+    )
+
+
+def card_text(trial: Trial) -> str:
+    """The trial's stated fields as sentences; fields the record does not state are left out."""
+
+    def join(values: tuple[str, ...] | None) -> str | None:
+        return "; ".join(values) if values else None
+
+    ages = None
+    if trial.min_age_years is not None or trial.max_age_years is not None:
+        low = f"{trial.min_age_years:g}" if trial.min_age_years is not None else "no minimum"
+        high = f"{trial.max_age_years:g}" if trial.max_age_years is not None else "no maximum"
+        ages = f"{low} to {high} years"
+    volunteers = {True: "yes", False: "no", None: None}[trial.healthy_volunteers]
+    rows = [
+        ("Trial", trial.nct_id or trial.id),
+        ("Title", trial.title),
+        ("Official title", trial.official_title),
+        ("Status", trial.status),
+        ("Phase", trial.phase),
+        ("Study type", trial.study_type),
+        ("Enrollment", str(trial.enrollment) if trial.enrollment is not None else None),
+        ("Start date", trial.start_date),
+        ("Completion date", trial.completion_date),
+        ("Ages", ages),
+        ("Sex", trial.sex),
+        ("Healthy volunteers", volunteers),
+        ("Sponsor", trial.sponsor),
+        ("Collaborators", join(trial.collaborators)),
+        ("Investigators", join(trial.investigators)),
+        ("Conditions", join(trial.conditions)),
+        ("Interventions", join(trial.interventions)),
+        ("Primary outcomes", join(trial.primary_outcomes)),
+    ]
+    return "\n".join(f"{label}: {value}" for label, value in rows if value)
+
+
+def _card(trial: Trial, title: str) -> Chunk:
+    text = card_text(trial)
+    return Chunk(
+        id=f"{trial.id}/card",
+        trial_id=trial.id,
+        kind="card",
+        section="card",
+        text=text,
+        embed_text=f"{_header(trial, title, 'trial fields')}\n{text}",
+        title=title,
+    )
+
+
+def _pieces(trial: Trial, field: str, value: str, title: str) -> list[Chunk]:
+    section = "summary" if field == "brief_summary" else "description"
+    chunks: list[Chunk] = []
+    for start, end in split_passages(value):
+        text = " ".join(value[start:end].split())
+        chunks.append(
+            Chunk(
+                id=f"{trial.id}/{section}/{len(chunks) + 1}",
+                trial_id=trial.id,
+                kind="summary" if section == "summary" else "description",
+                section=section,
+                text=text,
+                embed_text=f"{_header(trial, title, section)}\n{text}",
+                title=title,
+                span=(start, end),
+                field=field,
+            )
+        )
+    return chunks
+
+
+def split_passages(text: str, max_words: int = MAX_PIECE_WORDS) -> list[tuple[int, int]]:
+    """[start, end) pieces of text: paragraphs, long ones cut at sentence ends with one
+    sentence of overlap, so a fact that straddles a cut is whole in one piece."""
+    pieces: list[tuple[int, int]] = []
+    for para in re.finditer(r"\S(?:.*?\S)?(?=\s*\n\s*\n|\s*$)", text, re.DOTALL):
+        start, end = para.start(), para.end()
+        if len(para.group().split()) <= max_words:
+            pieces.append((start, end))
+            continue
+        bounds = [start] + [m.end() + start for m in _SENTENCE_END.finditer(para.group())]
+        sentences = [
+            (s, (bounds[i + 1] if i + 1 < len(bounds) else end)) for i, s in enumerate(bounds)
+        ]
+        i = 0
+        while i < len(sentences):
+            j, words = i, 0
+            while j < len(sentences):
+                count = len(text[sentences[j][0] : sentences[j][1]].split())
+                if j > i and words + count > max_words:
+                    break
+                words += count
+                j += 1
+            piece_end = sentences[j - 1][1]
+            pieces.append((sentences[i][0], _rstrip(text, piece_end)))
+            if j >= len(sentences):
+                break
+            i = j - 1 if j - 1 > i else j  # one sentence of overlap
+    return pieces
+
+
+def _rstrip(text: str, end: int) -> int:
+    while end > 0 and text[end - 1].isspace():
+        end -= 1
+    return end

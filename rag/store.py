@@ -1,0 +1,425 @@
+"""The sole reader and writer of index/<name>/: vectors, BM25, chunks, trials and manifest.
+
+Layout: `index/<name>` is a symbolic link to a version folder `index/.<name>-<id>/` holding
+
+    manifest.json   format, model, dimension, library versions, file and corpus hashes
+    vectors.faiss   FAISS inner-product index of unit vectors (cosine scores)
+    bm25/           bm25s index over the same chunks, in the same order
+    chunks.jsonl    one Chunk a line, with the hash of its embedded text
+    trials.jsonl    one Trial a line (fields for filters, criteria for citations)
+
+A build writes a new version folder beside the live one and swaps the link in one rename at
+the end, so a build killed at any moment leaves the previous index as it was. A lock file
+(`index/<name>.lock`, held with flock) refuses a second concurrent writer. A rebuild reuses the
+vectors of chunks whose embedded text is unchanged, so only changed chunks are embedded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import faiss
+import numpy as np
+
+from rag.chunk import chunk_trials
+from rag.embed import Embedder, Vectors
+from rag.errors import StoreError
+from rag.ingest import ingest_paths
+from rag.lexical import tokenize
+from rag.types import Chunk, Trial
+
+FORMAT_VERSION = 1
+INDEX_ROOT = Path("index")
+DEFAULT_NAME = "default"
+# Exact search is one matrix product per query and grows with the corpus; above this many
+# chunks an HNSW graph is used instead (bench/index.py measures its recall against exact).
+APPROXIMATE_ABOVE = 300_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What a build did, for the command line and the tests."""
+
+    name: str
+    path: Path
+    files: int
+    trials: int
+    chunks: int
+    embedded: int
+    reused: int
+    dropped_trials: int
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+@dataclass
+class Index:
+    """A loaded index: chunks, trials, dense and lexical search over the same chunk order."""
+
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+    chunks: list[Chunk]
+    trials: dict[str, Trial]
+    faiss_index: Any
+    bm25: bm25s.BM25
+    trial_chunks: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, chunk in enumerate(self.chunks):
+            self.trial_chunks.setdefault(chunk.trial_id, []).append(i)
+
+    @property
+    def model(self) -> str:
+        return str(self.manifest["model"])
+
+    @cached_property
+    def vectors(self) -> Vectors:
+        """All chunk vectors, in chunk order (read back from FAISS once)."""
+        n = self.faiss_index.ntotal
+        return np.asarray(self.faiss_index.reconstruct_n(0, n), dtype=np.float32)
+
+    @property
+    def exact(self) -> bool:
+        return bool(self.manifest["faiss"] == "flat")
+
+    def dense_scores(self, query: Vectors, candidates: int) -> Vectors:
+        """Cosine score of every chunk (exact), or of the top `candidates` (approximate;
+        the rest -inf)."""
+        if self.exact:
+            scores: Vectors = self.vectors @ query.reshape(-1)
+            return scores
+        self.faiss_index.hnsw.efSearch = max(HNSW_EF_SEARCH, candidates)
+        found, ids = self.faiss_index.search(query.reshape(1, -1), candidates)
+        scores = np.full(len(self.chunks), -np.inf, dtype=np.float32)
+        keep = ids[0] >= 0
+        scores[ids[0][keep]] = found[0][keep]
+        return scores
+
+    def lexical_scores(self, tokens: Sequence[str]) -> Vectors:
+        """BM25 score of every chunk for the tokens the index knows."""
+        vocab = self.bm25.vocab_dict
+        known = [t for t in tokens if t in vocab]
+        if not known:
+            return np.zeros(len(self.chunks), dtype=np.float32)
+        return np.asarray(self.bm25.get_scores(known), dtype=np.float32)
+
+
+def index_path(name: str, root: Path = INDEX_ROOT) -> Path:
+    return root / name
+
+
+def load(name: str = DEFAULT_NAME, root: Path = INDEX_ROOT, *, model: str | None = None) -> Index:
+    """The live index `name`; with `model`, refuse one built with another model."""
+    link = index_path(name, root)
+    if not link.exists():
+        raise StoreError(
+            f"No index {name!r} under {root}/; build it with: rag index"
+            + ("" if name == DEFAULT_NAME else f" --name {name}")
+        )
+    path = link.resolve()
+    manifest = json.loads((path / "manifest.json").read_text())
+    if manifest.get("format", 0) > FORMAT_VERSION:
+        raise StoreError(
+            f"Index {name!r} has format {manifest['format']}, newer than this rag reads "
+            f"({FORMAT_VERSION}). Rebuild with: rag index --rebuild"
+        )
+    if model is not None and manifest["model"] != model:
+        raise StoreError(
+            f"Index {name!r} was built with {manifest['model']}, not {model}. "
+            f"Rebuild with: rag index --rebuild --model {model}"
+        )
+    chunks = [_chunk_from_dict(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
+    trials = [Trial.from_dict(json.loads(line)) for line in _lines(path / "trials.jsonl")]
+    bm25 = bm25s.BM25.load(str(path / "bm25"), load_vocab=True, show_progress=False)
+    return Index(
+        name=name,
+        path=path,
+        manifest=manifest,
+        chunks=chunks,
+        trials={t.id: t for t in trials},
+        faiss_index=faiss.read_index(str(path / "vectors.faiss")),
+        bm25=bm25,
+    )
+
+
+def build(
+    paths: Sequence[Path],
+    embedder: Embedder,
+    *,
+    name: str = DEFAULT_NAME,
+    root: Path = INDEX_ROOT,
+    rebuild: bool = False,
+    progress: bool = False,
+) -> BuildReport:
+    """Ingest, chunk, embed what changed, and swap the new index in atomically."""
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root, name):
+        reports = ingest_paths(paths)
+        errors = tuple(r.error for r in reports if r.error)
+        warnings = [f"{r.path}: {w}" for r in reports for w in r.warnings]
+        trials, duplicates = _unique([t for r in reports for t in r.trials])
+        warnings.extend(duplicates)
+        if not trials:
+            raise StoreError(
+                "Nothing to index: no trial could be read from "
+                + ", ".join(str(p) for p in paths)
+                + (f" ({len(errors)} files failed)" if errors else "")
+            )
+        chunks = chunk_trials(trials)
+        hashes = [_hash(embedder.name, c.embed_text) for c in chunks]
+        previous = None if rebuild else _previous(root, name, embedder)
+        vectors, embedded = _vectors(chunks, hashes, previous, embedder, progress)
+        old_trials = previous[2] if previous else set()
+        dropped = len(old_trials - {t.id for t in trials})
+        target = root / f".{name}-{uuid.uuid4().hex[:12]}"
+        _write(target, embedder, trials, chunks, hashes, vectors, reports)
+        _swap(root, name, target)
+    return BuildReport(
+        name=name,
+        path=index_path(name, root),
+        files=len(reports),
+        trials=len(trials),
+        chunks=len(chunks),
+        embedded=embedded,
+        reused=len(chunks) - embedded,
+        dropped_trials=dropped,
+        errors=errors,
+        warnings=tuple(warnings),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _unique(trials: list[Trial]) -> tuple[list[Trial], list[str]]:
+    seen: dict[str, Trial] = {}
+    warnings: list[str] = []
+    for trial in trials:
+        first = seen.get(trial.id)
+        if first is None:
+            seen[trial.id] = trial
+        else:
+            warnings.append(
+                f"{trial.source.path}: trial {trial.id} already read from {first.source.path}; "
+                "kept the first"
+            )
+    return list(seen.values()), warnings
+
+
+def _hash(model: str, text: str) -> str:
+    return hashlib.sha256(f"{model}\n{text}".encode()).hexdigest()[:32]
+
+
+def _previous(
+    root: Path, name: str, embedder: Embedder
+) -> tuple[dict[str, int], Vectors, set[str]] | None:
+    """Hash -> row of the live index's vectors, when it was built with the same model."""
+    try:
+        old = load(name, root)
+    except (StoreError, OSError, ValueError, KeyError, RuntimeError):
+        return None
+    if old.manifest.get("model") != embedder.name or old.manifest.get("format") != FORMAT_VERSION:
+        return None
+    rows = {json.loads(line)["hash"]: i for i, line in enumerate(_lines(old.path / "chunks.jsonl"))}
+    return rows, old.vectors, set(old.trials)
+
+
+def _vectors(
+    chunks: list[Chunk],
+    hashes: list[str],
+    previous: tuple[dict[str, int], Vectors, set[str]] | None,
+    embedder: Embedder,
+    progress: bool,
+) -> tuple[Vectors, int]:
+    rows, old = (previous[0], previous[1]) if previous else ({}, None)
+    todo = [i for i, h in enumerate(hashes) if h not in rows]
+    fresh = embedder.encode([chunks[i].embed_text for i in todo], progress=progress)
+    vectors = np.empty((len(chunks), embedder.dim), dtype=np.float32)
+    if old is not None:
+        reused = [i for i, h in enumerate(hashes) if h in rows]
+        vectors[reused] = old[[rows[hashes[i]] for i in reused]]
+    if todo:
+        vectors[todo] = fresh
+    return vectors, len(todo)
+
+
+def _faiss(vectors: Vectors) -> tuple[Any, str]:
+    dim = vectors.shape[1]
+    index: Any
+    if len(vectors) > APPROXIMATE_ABOVE:
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        kind = "hnsw"
+    else:
+        index = faiss.IndexFlatIP(dim)
+        kind = "flat"
+    index.add(vectors)
+    return index, kind
+
+
+def _write(
+    target: Path,
+    embedder: Embedder,
+    trials: list[Trial],
+    chunks: list[Chunk],
+    hashes: list[str],
+    vectors: Vectors,
+    reports: Sequence[Any],
+) -> None:
+    target.mkdir()
+    index, kind = _faiss(vectors)
+    faiss.write_index(index, str(target / "vectors.faiss"))
+    bm25 = bm25s.BM25()
+    bm25.index([tokenize(c.embed_text) for c in chunks], show_progress=False)
+    bm25.save(str(target / "bm25"), show_progress=False)
+    with (target / "chunks.jsonl").open("w", encoding="utf-8") as out:
+        for chunk, digest in zip(chunks, hashes, strict=True):
+            out.write(json.dumps(asdict(chunk) | {"hash": digest}, ensure_ascii=False) + "\n")
+    with (target / "trials.jsonl").open("w", encoding="utf-8") as out:
+        for trial in trials:
+            out.write(json.dumps(trial.to_dict(), ensure_ascii=False) + "\n")
+    files = {r.path: _file_hash(Path(r.path)) for r in reports if not r.error}
+    manifest = {
+        "format": FORMAT_VERSION,
+        "model": embedder.name,
+        "dimension": embedder.dim,
+        "faiss": kind,
+        "chunks": len(chunks),
+        "trials": len(trials),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "libraries": {name: _version(name) for name in _LIBRARIES},
+        "corpus_hash": hashlib.sha256("".join(hashes).encode()).hexdigest(),
+        "files": files,
+    }
+    # The manifest is written last: a version folder without one was never finished.
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _fsync_tree(target)
+
+
+_LIBRARIES = ("rag", "faiss-cpu", "sentence-transformers", "bm25s", "numpy", "torch")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def _file_hash(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _fsync_tree(folder: Path) -> None:
+    for file in folder.rglob("*"):
+        if file.is_file():
+            with file.open("rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap(root: Path, name: str, target: Path) -> None:
+    """Point index/<name> at target in one rename; then remove versions nothing points at."""
+    link = index_path(name, root)
+    if link.exists() and not link.is_symlink():
+        raise StoreError(
+            f"{link} is a folder, not an index link; move it away and run rag index again"
+        )
+    temporary = root / f".{name}.link-{uuid.uuid4().hex[:8]}"
+    temporary.symlink_to(target.name)
+    os.replace(temporary, link)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _clean(root, name)
+
+
+def _clean(root: Path, name: str) -> None:
+    """Remove version folders and temporary links of `name` that the live link does not use."""
+    live = index_path(name, root).resolve()
+    for entry in root.glob(f".{name}-*"):
+        if entry.resolve() != live and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+    for entry in root.glob(f".{name}.link-*"):
+        entry.unlink(missing_ok=True)
+
+
+@contextmanager
+def _lock(root: Path, name: str) -> Iterator[None]:
+    path = root / f"{name}.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise StoreError(
+                f"Index {name!r} is being built by another process (pid {holder}); "
+                "wait for it to finish, then run rag index again"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield line
+
+
+def _chunk_from_dict(data: dict[str, Any]) -> Chunk:
+    values = {k: v for k, v in data.items() if k != "hash"}
+    if values.get("span") is not None:
+        values["span"] = tuple(values["span"])
+    return Chunk(**values)
+
+
+def describe(report: BuildReport) -> str:
+    """One line for the command line."""
+    parts = [
+        f"Indexed {report.trials} trials ({report.chunks} chunks) from {report.files} files "
+        f"into {report.path}",
+        f"embedded {report.embedded}, reused {report.reused}",
+    ]
+    if report.dropped_trials:
+        parts.append(f"dropped {report.dropped_trials} trials no longer in the corpus")
+    if report.errors:
+        parts.append(f"{len(report.errors)} files failed")
+    parts.append(f"{report.seconds:.1f} s")
+    return ", ".join(parts)

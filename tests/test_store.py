@@ -1,0 +1,155 @@
+"""The index on disk: incremental rebuilds, atomic swaps, one writer, clear refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag import store
+from rag.embed import SentenceEmbedder
+from rag.errors import StoreError
+from rag.retrieve import Retriever
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+RAG = Path(sys.executable).parent / "rag"
+
+
+def copy_seeds(folder: Path) -> Path:
+    shutil.copytree(CORPUS, folder)
+    return folder
+
+
+def test_rebuild_embeds_only_what_changed(tmp_path: Path, embedder: SentenceEmbedder) -> None:
+    corpus = copy_seeds(tmp_path / "corpus")
+    root = tmp_path / "index"
+    first = store.build([corpus], embedder, root=root)
+    assert (first.trials, first.embedded, first.reused) == (5, first.chunks, 0)
+
+    again = store.build([corpus], embedder, root=root)
+    assert (again.embedded, again.reused, again.chunks) == (0, first.chunks, first.chunks)
+
+    page = corpus / "003_3a8d64e594130fed.txt"
+    page.write_text(page.read_text().replace("platelets ≥ 100", "platelets ≥ 75"))
+    (corpus / "000_2a7767d01ef54209.txt").unlink()
+    changed = store.build([corpus], embedder, root=root)
+    assert changed.embedded == 1  # the one criterion whose text changed
+    assert changed.dropped_trials == 1
+    index = store.load(root=root)
+    assert "NCT03913182" not in index.trials
+    assert len(index.trials) == 4
+    (hit,) = Retriever(index, embedder).search("platelets Fudan", k=1)
+    assert hit.chunk.text == "platelets ≥ 75 × 10^9 / L;"
+
+    forced = store.build([corpus], embedder, root=root, rebuild=True)
+    assert forced.embedded == forced.chunks
+
+
+def test_manifest_records_model_versions_and_hashes(
+    seed_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    manifest = seed_index.manifest
+    assert manifest["model"] == "all-MiniLM-L6-v2"
+    assert manifest["dimension"] == 384 == embedder.dim
+    assert manifest["faiss"] == "flat"
+    assert manifest["chunks"] == len(seed_index.chunks) == seed_index.faiss_index.ntotal
+    assert set(manifest["libraries"]) >= {"faiss-cpu", "sentence-transformers", "bm25s"}
+    assert all(manifest["libraries"].values())
+    assert len(manifest["files"]) == 5 and all(len(h) == 64 for h in manifest["files"].values())
+    rows = [
+        json.loads(line) for line in (seed_index.path / "chunks.jsonl").read_text().splitlines()
+    ]
+    assert all(len(row["hash"]) == 32 for row in rows)
+
+
+def test_other_model_or_newer_format_is_refused_with_the_fix(
+    tmp_path: Path, seed_index_root: Path
+) -> None:
+    root = tmp_path / "index"
+    shutil.copytree(seed_index_root / "index", root, symlinks=True)
+    with pytest.raises(StoreError) as caught:
+        store.load(root=root, model="bge-small-en")
+    assert str(caught.value) == (
+        "Index 'default' was built with all-MiniLM-L6-v2, not bge-small-en. "
+        "Rebuild with: rag index --rebuild --model bge-small-en"
+    )
+    manifest = root / "default" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(data | {"format": 99}))
+    with pytest.raises(StoreError, match=r"format 99, newer than this rag reads \(1\)\. Rebuild"):
+        store.load(root=root)
+    with pytest.raises(StoreError, match=r"No index 'other' under .*; build it with: rag index"):
+        store.load("other", root=root)
+
+
+def test_unreadable_corpus_leaves_the_index_alone(tmp_path: Path, seed_index_root: Path) -> None:
+    root = tmp_path / "index"
+    shutil.copytree(seed_index_root / "index", root, symlinks=True)
+    before = (root / "default").resolve()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "empty.txt").write_text("")
+    with pytest.raises(
+        StoreError, match=r"Nothing to index: no trial could be read .*1 files failed"
+    ):
+        store.build([tmp_path / "bad"], SentenceEmbedder(), root=root)
+    assert (root / "default").resolve() == before
+
+
+def _big_corpus(folder: Path, copies: int) -> Path:
+    """Seed pages under new titles, so every chunk is new and a build takes a while."""
+    folder.mkdir()
+    for n in range(copies):
+        for page in CORPUS.glob("00[34]_*.txt"):
+            text = page.read_text().replace("Overview\n\n", f"Overview\n\nCopy {n} of ", 1)
+            (folder / f"{n:03d}_{page.name}").write_text(text)
+    return folder
+
+
+def test_killed_build_leaves_the_old_index_answering(
+    tmp_path: Path, embedder: SentenceEmbedder
+) -> None:
+    root = tmp_path / "index"
+    store.build([copy_seeds(tmp_path / "corpus")], embedder, root=root)
+    old = (root / "default").resolve()
+    big = _big_corpus(tmp_path / "big", copies=25)
+    child = subprocess.Popen(
+        [str(RAG), "index", str(big), str(tmp_path / "corpus")],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    lock = root / "default.lock"
+    deadline = time.monotonic() + 60
+    while (not lock.exists() or lock.read_text() != str(child.pid)) and time.monotonic() < deadline:
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        time.sleep(0.1)
+    time.sleep(2)
+    # A second writer is refused while the first holds the lock.
+    with pytest.raises(StoreError, match=rf"being built by another process \(pid {child.pid}\)"):
+        store.build([tmp_path / "corpus"], embedder, root=root)
+    assert child.poll() is None, "the build finished before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    if child.stderr:
+        child.stderr.close()
+
+    assert (root / "default").resolve() == old
+    index = store.load(root=root)
+    assert len(index.trials) == 5
+    hits = Retriever(index, embedder).search("prior anti-PD-1 treatment", k=3)
+    assert "T-ee5e47e5ae/exclusion/1" in [h.chunk.id for h in hits]
+
+    # A version folder a crash left half-written is never read, and the next build removes it.
+    (root / ".default-deadbeef0000").mkdir()
+    (root / ".default-deadbeef0000" / "vectors.faiss").write_bytes(b"partial")
+    report = store.build([tmp_path / "corpus"], embedder, root=root)
+    assert report.embedded == 0
+    leftovers = sorted(p.name for p in root.iterdir())
+    assert leftovers == [(root / "default").resolve().name, "default", "default.lock"]
