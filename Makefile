@@ -16,6 +16,8 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/rag ingest corpus/
+	$(BIN)/rag index corpus/
+	$(BIN)/rag search "prior anti-PD-1 treatment" --k 5
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -37,8 +37,9 @@ def chunk_trials(trials: Iterable[Trial]) -> list[Chunk]:
 
 
 def short_title(trial: Trial) -> str:
-    """The trial's title cut to a header's length, else its summary's start, else its id."""
-    basis = trial.title or trial.official_title or trial.brief_summary or trial.id
+    """The trial's title cut to a header's length, else its summary's or description's start."""
+    basis = trial.title or trial.official_title or trial.brief_summary or trial.description
+    basis = basis or trial.id
     basis = " ".join(basis.split())
     if len(basis) <= TITLE_CHARS:
         return basis
@@ -46,7 +47,7 @@ def short_title(trial: Trial) -> str:
 
 
 def _header(trial: Trial, title: str, section: str) -> str:
-    """"<short title> (<id>; <sponsor>) | <section>": enough for a chunk to stand alone."""
+    """ "<short title> (<id>; <sponsor>) | <section>": enough for a chunk to stand alone."""
     about = "; ".join(v for v in (trial.nct_id or trial.id, trial.sponsor) if v)
     return f"{title} ({about}) | {section}"
 

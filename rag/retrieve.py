@@ -195,8 +195,11 @@ class Retriever:
             if not allowed[rows[0]]:
                 continue
             best = sorted(rows, key=lambda i: -fused[i])[:per_trial]
-            hits = tuple(self._hit(i, fused, dense_rank, lexical_rank) for i in best)
-            results.append(TrialHits(self.index.trials[trial_id], hits, notes.get(trial_id, ())))
+            why = notes.get(trial_id, ())
+            hits = tuple(
+                replace(self._hit(i, fused, dense_rank, lexical_rank), notes=why) for i in best
+            )
+            results.append(TrialHits(self.index.trials[trial_id], hits, why))
         results.sort(key=lambda r: -r.hits[0].score if r.hits else 0.0)
         return results
 

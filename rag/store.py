@@ -261,10 +261,13 @@ def _vectors(
     return vectors, len(todo)
 
 
-def _faiss(vectors: Vectors) -> tuple[Any, str]:
+def make_faiss_index(vectors: Vectors, approximate: bool | None = None) -> tuple[Any, str]:
+    """Exact inner product, or HNSW above APPROXIMATE_ABOVE vectors (or when asked)."""
     dim = vectors.shape[1]
     index: Any
-    if len(vectors) > APPROXIMATE_ABOVE:
+    if approximate is None:
+        approximate = len(vectors) > APPROXIMATE_ABOVE
+    if approximate:
         index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         kind = "hnsw"
@@ -285,7 +288,7 @@ def _write(
     reports: Sequence[Any],
 ) -> None:
     target.mkdir()
-    index, kind = _faiss(vectors)
+    index, kind = make_faiss_index(vectors)
     faiss.write_index(index, str(target / "vectors.faiss"))
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.embed_text) for c in chunks], show_progress=False)
