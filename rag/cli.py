@@ -257,3 +257,45 @@ def _hit_line(rank: int, hit: Hit) -> str:
         f"{rank:>2}. {chunk.id}  [{chunk.section}]  {hit.score:.4f}{notes}\n"
         f"    {chunk.title}\n    {text}"
     )
+
+
+Backend = Annotated[
+    str, typer.Option("--backend", "-b", envvar="RAG_BACKEND", help="Answer backend.")
+]
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="A question about the indexed trials.")],
+    backend: Backend = "extractive",
+    filters: Filters = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Passages to retrieve.")] = 8,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the Answer as one JSON object.")
+    ] = False,
+    name: IndexName = "default",
+) -> None:
+    """Answer QUESTION from the index; every sentence cites the passage it came from."""
+    from rag import store
+    from rag.answer import Assistant
+    from rag.embed import SentenceEmbedder
+    from rag.llm.base import get_backend
+    from rag.retrieve import parse_filters
+
+    with _errors():
+        parsed = parse_filters(filters or [])
+        index = store.load(name)
+        assistant = Assistant(index, SentenceEmbedder(index.model), get_backend(backend), k=k)
+        answer = assistant.ask(question, filters=parsed)
+        if as_json:
+            typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+            return
+        typer.echo(answer.text)
+        if answer.citations:
+            typer.echo("")
+        for citation in answer.citations:
+            where = citation.criterion_id or citation.chunk_id
+            text = "; ".join(citation.text.splitlines())
+            typer.echo(f"[{citation.marker}] {where} ({citation.section}): {text}")
+        for marker in answer.removed_markers:
+            typer.echo(f"warning: removed citation [{marker}]: no such passage", err=True)

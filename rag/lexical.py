@@ -71,8 +71,17 @@ def tokenize(text: str) -> list[str]:
             continue
         tokens.append(token)
         if "-" in token or "/" in token:
-            tokens.extend(p for p in re.split(r"[-/]", token) if p and p not in _STOPWORDS)
+            parts = re.split(r"[-/]", token)
+            tokens.extend(p for p in parts if p and p not in _STOPWORDS)
+            # "anti-pd-1" also gives "pd-1": a hyphenated term matches its tail.
+            tokens.extend("-".join(parts[i:]) for i in range(1, len(parts) - 1))
     return tokens
+
+
+def whole_tokens(text: str) -> list[str]:
+    """Tokens as written, without the parts of hyphenated ones: "anti-pd-1" stays whole."""
+    found = (m.group().strip(".") for m in _TOKEN.finditer(text.casefold()))
+    return [t for t in found if t and t not in _STOPWORDS]
 
 
 def expand(query: str) -> list[str]:

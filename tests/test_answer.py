@@ -1,0 +1,137 @@
+"""Cited answers from the offline extractive backend over the seed corpus, as a user asks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag import store
+from rag.answer import Assistant, Conversation, check_citations, summary_line
+from rag.cli import app
+from rag.embed import SentenceEmbedder
+from rag.llm.base import Passage, get_backend
+from rag.types import Chunk
+
+
+@pytest.fixture(scope="module")
+def assistant(seed_index: store.Index, embedder: SentenceEmbedder) -> Assistant:
+    return Assistant(seed_index, embedder, get_backend("extractive"))
+
+
+def verdicts(assistant: Assistant, question: str) -> dict[str, tuple[str, str | None]]:
+    answer = assistant.ask(question)
+    return {v.trial_id: (v.verdict, v.criterion_id) for v in answer.verdicts}
+
+
+def test_which_trials_allow_prior_pd1_inhibitors(assistant: Assistant) -> None:
+    answer = assistant.ask("which trials allow prior PD-1 inhibitors?")
+    assert {v.trial_id: (v.verdict, v.criterion_id) for v in answer.verdicts} == {
+        "NCT04984096": ("requires", "NCT04984096/inclusion/5"),
+        "T-ee5e47e5ae": ("excludes", "T-ee5e47e5ae/exclusion/1"),
+        "T-01c13b784d": ("not stated", None),
+        "T-fcd9d254a2": ("not stated", None),
+        "NCT03913182": ("not stated", None),
+    }
+    assert (
+        answer.text.splitlines()[-1]
+        == "5 trials checked: 1 requires, 1 excludes, 3 do not state it"
+    )
+    assert {c.chunk_id for c in answer.citations} == {
+        "NCT04984096/inclusion/5",
+        "T-ee5e47e5ae/exclusion/1",
+    }
+
+
+def test_which_trials_accept_ecog_2(assistant: Assistant) -> None:
+    assert verdicts(assistant, "which trials accept ECOG 2?") == {
+        "NCT04984096": ("allows", "NCT04984096/inclusion/2"),
+        "T-01c13b784d": ("excludes", "T-01c13b784d/inclusion/6"),
+        "T-fcd9d254a2": ("excludes", "T-fcd9d254a2/inclusion/6"),
+        "T-ee5e47e5ae": ("excludes", "T-ee5e47e5ae/inclusion/7"),
+        "NCT03913182": ("not stated", None),
+    }
+
+
+def test_which_trials_would_exclude_a_78_year_old(assistant: Assistant) -> None:
+    found = verdicts(assistant, "which trials would exclude a 78-year-old?")
+    assert found["T-ee5e47e5ae"] == ("excludes", "T-ee5e47e5ae/inclusion/1")
+    assert found["T-01c13b784d"] == ("allows", "T-01c13b784d/inclusion/4")
+    assert found["NCT03913182"] == ("allows", None)  # its card: ages 18 to 125
+    assert {v for v, _ in found.values()} == {"allows", "excludes"}
+
+
+def test_threshold_of_a_named_trial(assistant: Assistant) -> None:
+    answer = assistant.ask("what platelet count does the Fudan trial require?")
+    assert "platelets ≥ 100 × 10^9 / L" in answer.text
+    assert [c.chunk_id for c in answer.citations] == ["T-fcd9d254a2/inclusion/8.2"]
+    (citation,) = answer.citations
+    source = (
+        Path(__file__).resolve().parents[1] / "corpus" / "003_3a8d64e594130fed.txt"
+    ).read_text()
+    assert citation.span is not None
+    assert source[citation.span[0] : citation.span[1]] == "platelets ≥ 100 × 10^9 / L;"
+    assert not answer.abstained
+
+
+def test_field_question_cites_the_card_and_follow_up_keeps_the_trial(assistant: Assistant) -> None:
+    conversation = Conversation()
+    answer = assistant.ask("who sponsors the camrelizumab trial?", conversation=conversation)
+    assert "Zhejiang Cancer Hospital" in answer.text
+    assert [c.chunk_id for c in answer.citations] == ["T-ee5e47e5ae/card"]
+    follow = assistant.ask("and its platelet threshold?", conversation=conversation)
+    assert "platelets ≥10×10 9 /L" in follow.text
+    assert {c.trial_id for c in follow.citations} == {"T-ee5e47e5ae"}
+
+
+def test_abstentions_tell_no_match_from_not_stated(assistant: Assistant) -> None:
+    answer = assistant.ask("What is the Fudan trial's policy on tattoos?")
+    assert answer.abstained
+    assert answer.text == (
+        "The record of T-fcd9d254a2 (Local Therapy for Oligorecurrent and Oligometastatic "
+        "Esophageal Squamous Cell Carcinoma) does not state this."
+    )
+    assert answer.citations == ()
+    answer = assistant.ask("What is the capital of France?")
+    assert answer.abstained
+    assert answer.text == (
+        "I cannot answer this from the trial records: no retrieved passage supports an answer."
+    )
+
+
+def test_invented_markers_are_removed_and_reported() -> None:
+    chunk = Chunk("T-1/inclusion/1", "T-1", "criterion", "inclusion", "Age ≥ 18", "", "T")
+    text, citations, removed = check_citations(
+        "Adults only [1]. Also children [7].", (Passage(1, chunk),)
+    )
+    assert text == "Adults only [1]. Also children."
+    assert [c.chunk_id for c in citations] == ["T-1/inclusion/1"]
+    assert removed == (7,)
+
+
+def test_summary_line_wording() -> None:
+    from rag.answer import Verdict
+
+    line = summary_line([Verdict("a", "allows", None), Verdict("b", "allows", None)])
+    assert line == "2 trials checked: 2 allow"
+
+
+def test_ask_command_json(seed_index_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(seed_index_root)
+    result = CliRunner().invoke(app, ["ask", "which trials allow prior PD-1 inhibitors?", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) == {"answer", "citations", "verdicts", "abstained"}
+    assert {
+        "trial_id": "NCT04984096",
+        "verdict": "requires",
+        "criterion_id": "NCT04984096/inclusion/5",
+    } in data["verdicts"]
+    assert set(data["citations"][0]) == {
+        "marker", "trial_id", "chunk_id", "criterion_id", "section", "text", "span"
+    }  # fmt: skip
+    result = CliRunner().invoke(app, ["ask", "x", "--backend", "nope"])
+    assert result.exit_code == 1
+    assert result.stderr == "error: Unknown backend 'nope'; available: extractive, openai\n"
