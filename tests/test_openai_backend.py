@@ -1,0 +1,109 @@
+"""The openai backend against our own OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rag import store
+from rag.answer import Assistant
+from rag.embed import SentenceEmbedder
+from rag.llm.base import BackendError, Passage, Task, get_backend
+from rag.llm.openai import OpenAIBackend
+from rag.types import Chunk
+from tests.openai_server import Behaviour, serve
+
+CHUNK = Chunk("T-1/inclusion/1", "T-1", "criterion", "inclusion", "Age 18 to 75 years", "", "T")
+TASK = Task(
+    kind="answer",
+    question="What ages?",
+    passages=(Passage(1, CHUNK),),
+    messages=({"role": "user", "content": "What ages?"},),
+)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Behaviour]]:
+    behaviour = Behaviour()
+    with serve(behaviour) as url:
+        yield url, behaviour
+
+
+def backend(url: str, **options: object) -> OpenAIBackend:
+    return OpenAIBackend(
+        base_url=url, model="test-model", api_key="sk-test", backoff=0.01, **options
+    )  # type: ignore[arg-type]
+
+
+def test_plain_and_streamed_answers(server: tuple[str, Behaviour]) -> None:
+    url, behaviour = server
+    assert "".join(backend(url, stream=False).generate(TASK)) == "Adults aged 18 to 75 years [1]."
+    pieces = list(backend(url, stream=True).generate(TASK))
+    assert len(pieces) == 7  # one event per word
+    assert "".join(pieces).strip() == "Adults aged 18 to 75 years [1]."
+    sent = behaviour.requests[-1]
+    assert sent["model"] == "test-model" and sent["stream"] is True
+    assert sent["messages"] == [{"role": "user", "content": "What ages?"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_500_then_success_is_retried(server: tuple[str, Behaviour], stream: bool) -> None:
+    url, behaviour = server
+    behaviour.fail_status, behaviour.fail_times = 500, 2
+    text = "".join(backend(url, stream=stream).generate(TASK))
+    assert text.strip() == "Adults aged 18 to 75 years [1]."
+    assert len(behaviour.requests) == 3
+
+
+def test_persistent_429_gives_up_with_one_line(server: tuple[str, Behaviour]) -> None:
+    url, behaviour = server
+    behaviour.fail_status, behaviour.fail_times = 429, 10
+    with pytest.raises(BackendError) as caught:
+        list(backend(url, stream=False, retries=2).generate(TASK))
+    assert str(caught.value).startswith(f"The server at {url} answered HTTP 429 after 2 retries")
+    assert len(behaviour.requests) == 3
+
+
+def test_timeout(server: tuple[str, Behaviour]) -> None:
+    url, behaviour = server
+    behaviour.delay = 2.0
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="did not answer in time"):
+        list(backend(url, stream=False, timeout=0.3).generate(TASK))
+    assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_garbage_is_reported(server: tuple[str, Behaviour], stream: bool) -> None:
+    url, behaviour = server
+    behaviour.garbage = True
+    with pytest.raises(BackendError, match="not a chat completion"):
+        list(backend(url, stream=stream).generate(TASK))
+
+
+def test_server_down() -> None:
+    with pytest.raises(
+        BackendError, match=r"Cannot reach an OpenAI-compatible server at http://127\.0\.0\.1:9/v1"
+    ):
+        list(backend("http://127.0.0.1:9/v1", retries=1).generate(TASK))
+
+
+def test_answer_through_openai_strips_invented_markers(
+    server: tuple[str, Behaviour], seed_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    url, behaviour = server
+    behaviour.reply = (
+        "The Fudan trial requires platelets ≥ 100 × 10^9/L [1]. It also needs a pet [42]."
+    )
+    assistant = Assistant(seed_index, embedder, get_backend("openai", base_url=url, api_key="k"))
+    answer = assistant.ask("what platelet count does the Fudan trial require?")
+    assert answer.removed_markers == (42,)
+    assert (
+        answer.text == "The Fudan trial requires platelets ≥ 100 × 10^9/L [1]. It also needs a pet."
+    )
+    assert [c.marker for c in answer.citations] == [1]
+    assert answer.citations[0].trial_id == "T-fcd9d254a2"
+    prompt = behaviour.requests[-1]["messages"]
+    assert prompt[0]["role"] == "system" and "[1]" in prompt[1]["content"]
