@@ -26,7 +26,7 @@ from rag.chunk import short_title
 from rag.embed import Embedder
 from rag.lexical import EXPANSIONS, tokenize
 from rag.llm.base import Backend, Passage, Task
-from rag.llm.extractive import topic_terms
+from rag.llm.extractive import card_fields_asked, topic_terms
 from rag.retrieve import Filters, Retriever, TrialHits
 from rag.store import Index
 from rag.types import Chunk, Hit, Trial
@@ -53,7 +53,9 @@ _FRAME = frozenset(
     enrolled eligible eligibility criteria criterion trial trials study studies does do did is
     are was would could can should i me my someone person patient patients participant
     participants year-old year old years-old it its this that the a an of for in on to and or
-    about tell give say says state states stated record""".split()
+    about tell give say says state states stated record phase status sponsor sponsors
+    enrollment start end ends completion age ages sex gender type outcome outcomes endpoint
+    conditions interventions collaborators""".split()
 )
 
 
@@ -342,60 +344,17 @@ def content_terms(question: str, trial: Trial | None) -> set[str]:
     """The words of a question that say what is asked, with their curated expansions."""
     words = set(tokenize(question)) - _FRAME
     if trial is not None:
-        words -= _naming_tokens(trial) - _ATTRIBUTE_WORDS
+        words -= _naming_tokens(trial)
         words -= {trial.id.lower(), (trial.nct_id or "").lower()}
     expanded = set(words)
-    joined = " ".join(tokenize(question))
+    low = question.casefold()
     for key, terms in EXPANSIONS.items():
-        if key in joined or key in words:
+        if key in low:
             for term in terms:
                 expanded.update(tokenize(term))
-    for word in words:
-        expanded.update(_ATTRIBUTE_SYNONYMS.get(word, ()))
+    for label in card_fields_asked(question):
+        expanded.update(tokenize(label))
     return expanded
-
-
-# Words of a question that ask for a field of the card.
-_ATTRIBUTE_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "phase": ("phase",),
-    "sponsor": ("sponsor",),
-    "sponsors": ("sponsor",),
-    "runs": ("sponsor",),
-    "funds": ("sponsor",),
-    "status": ("status",),
-    "recruiting": ("status",),
-    "enrollment": ("enrollment",),
-    "enroll": ("enrollment",),
-    "participants": ("enrollment",),
-    "many": ("enrollment",),
-    "start": ("start",),
-    "end": ("completion",),
-    "complete": ("completion",),
-    "completion": ("completion",),
-    "ends": ("completion",),
-    "age": ("ages", "age", "years"),
-    "ages": ("ages", "age", "years"),
-    "old": ("ages", "age", "years"),
-    "sex": ("sex",),
-    "gender": ("sex",),
-    "women": ("sex",),
-    "men": ("sex",),
-    "endpoint": ("primary", "outcomes"),
-    "outcome": ("primary", "outcomes"),
-    "outcomes": ("primary", "outcomes"),
-    "type": ("type",),
-    "observational": ("type",),
-    "interventional": ("type",),
-    "conditions": ("conditions",),
-    "condition": ("conditions",),
-    "drug": ("interventions",),
-    "drugs": ("interventions",),
-    "intervention": ("interventions",),
-    "interventions": ("interventions",),
-    "collaborators": ("collaborators",),
-    "volunteers": ("volunteers",),
-}
-_ATTRIBUTE_WORDS = frozenset(_ATTRIBUTE_SYNONYMS)
 
 
 def _supports(asked: set[str], chunk: Chunk) -> bool:

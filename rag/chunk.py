@@ -83,10 +83,13 @@ def card_text(trial: Trial) -> str:
         return "; ".join(values) if values else None
 
     ages = None
-    if trial.min_age_years is not None or trial.max_age_years is not None:
-        low = f"{trial.min_age_years:g}" if trial.min_age_years is not None else "no minimum"
-        high = f"{trial.max_age_years:g}" if trial.max_age_years is not None else "no maximum"
-        ages = f"{low} to {high} years"
+    low, high = trial.min_age_years, trial.max_age_years
+    if low is not None and high is not None:
+        ages = f"{low:g} to {high:g} years"
+    elif low is not None:
+        ages = f"{low:g} years and older"
+    elif high is not None:
+        ages = f"up to {high:g} years"
     volunteers = {True: "yes", False: "no", None: None}[trial.healthy_volunteers]
     rows = [
         ("Trial", trial.nct_id or trial.id),

@@ -299,3 +299,144 @@ def ask(
             typer.echo(f"[{citation.marker}] {where} ({citation.section}): {text}")
         for marker in answer.removed_markers:
             typer.echo(f"warning: removed citation [{marker}]: no such passage", err=True)
+
+
+CHAT_HELP = """Commands:
+  /help           this help
+  /sources        the passages the last answer cites, with their spans
+  /trial ID       show a trial and make it the one follow-ups are about
+  /backend NAME   answer with another backend (extractive, openai, ...)
+  /exit           leave (also: exit, quit, Ctrl-D)"""
+
+
+@app.command()
+def chat(
+    backend: Backend = "extractive",
+    filters: Filters = None,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Passages to retrieve.")] = 8,
+    name: IndexName = "default",
+) -> None:
+    """Ask questions in a conversation; follow-ups resolve to the trial under discussion."""
+    from rag import store
+    from rag.answer import Answer, Assistant, Conversation
+    from rag.embed import SentenceEmbedder
+    from rag.llm.base import get_backend
+    from rag.retrieve import parse_filters
+
+    with _errors():
+        parsed = parse_filters(filters or [])
+        index = store.load(name)
+        assistant = Assistant(index, SentenceEmbedder(index.model), get_backend(backend), k=k)
+    conversation = Conversation()
+    typer.echo(f"Chatting with {backend} over {len(index.trials)} trials")
+    typer.echo("Type 'exit' or 'quit' to exit, '/help' for commands")
+    last: Answer | None = None
+    for line in _lines_in():
+        text = line.strip()
+        if not text:
+            continue
+        if text in {"exit", "quit", "/exit", "/quit"}:
+            break
+        if text.startswith("/"):
+            command, _, argument = text.partition(" ")
+            with _errors_kept():
+                if command == "/help":
+                    typer.echo(CHAT_HELP)
+                elif command == "/sources":
+                    _echo_sources(last)
+                elif command == "/trial":
+                    conversation.trial_id = _echo_trial(index, argument.strip())
+                elif command == "/backend":
+                    assistant.backend = get_backend(argument.strip())
+                    typer.echo(f"Answering with {argument.strip()}")
+                else:
+                    typer.echo(f"Unknown command {command}; /help lists them")
+            continue
+        with _errors_kept():
+            pieces = assistant.stream(text, filters=parsed, conversation=conversation)
+            streamed = backend != "extractive"
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration as done:
+                    last = done.value
+                    break
+                if streamed:
+                    typer.echo(piece, nl=False)
+            if last is not None:
+                if streamed:
+                    typer.echo("")
+                    if last.removed_markers or last.abstained:
+                        typer.echo(f"(checked) {last.text}")
+                else:
+                    typer.echo(last.text)
+                for citation in last.citations:
+                    where = citation.criterion_id or citation.chunk_id
+                    typer.echo(f"  [{citation.marker}] {where}")
+
+
+def _lines_in() -> Iterator[str]:
+    """Lines typed at a prompt: prompt_toolkit with history on a terminal, plain stdin else."""
+    import sys
+
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory
+
+        history = Path.home() / ".rag_history"
+        session: PromptSession[str] = PromptSession(history=FileHistory(str(history)))
+        while True:
+            try:
+                yield session.prompt("> ")
+            except (EOFError, KeyboardInterrupt):
+                return
+    else:
+        while True:
+            typer.echo("> ", nl=False)
+            line = sys.stdin.readline()
+            if not line:
+                typer.echo("")
+                return
+            yield line
+
+
+@contextmanager
+def _errors_kept() -> Iterator[None]:
+    """In the REPL an error is one line and the conversation goes on."""
+    try:
+        yield
+    except RagError as exc:
+        typer.echo(f"error: {exc}", err=True)
+
+
+def _echo_sources(answer: object) -> None:
+    from rag.answer import Answer
+
+    if not isinstance(answer, Answer) or not answer.citations:
+        typer.echo("No sources yet: ask a question first.")
+        return
+    for c in answer.citations:
+        span = f" chars {c.span[0]}-{c.span[1]}" if c.span else ""
+        text = "; ".join(c.text.splitlines())
+        typer.echo(
+            f"[{c.marker}] {c.trial_id} {c.title}\n    {c.criterion_id or c.chunk_id}"
+            f" ({c.section}){span}\n    {text}"
+        )
+
+
+def _echo_trial(index: object, trial_id: str) -> str | None:
+    from rag.chunk import card_text
+    from rag.store import Index
+
+    assert isinstance(index, Index)
+    key = trial_id.upper() if trial_id.upper().startswith("NCT") else trial_id
+    trial = index.trials.get(key)
+    if trial is None:
+        typer.echo(f"No trial {trial_id!r} in the index; /sources shows the ids of cited trials")
+        return None
+    typer.echo(card_text(trial))
+    incl, excl = len(trial.criteria_in("inclusion")), len(trial.criteria_in("exclusion"))
+    typer.echo(
+        f"Criteria: {incl} inclusion, {excl} exclusion. Follow-up questions are about {trial.id}."
+    )
+    return trial.id

@@ -58,7 +58,7 @@ class ExtractiveBackend:
     def _answer(self, task: Task) -> str:
         asked = set(task.options.get("asked", ())) or set(tokenize(task.question))
         card = next((p for p in task.passages if p.chunk.kind == "card"), None)
-        field = _card_field(card, asked) if card else None
+        field = _card_field(card, task.question) if card else None
         if card is not None and field is not None:
             label, value = field
             return f"{_trial_name(card.chunk)}: {label.lower()} {value} [{card.marker}]."
@@ -153,14 +153,11 @@ def _near(text: str, terms: set[str]) -> str:
 def _decide_age(age: float, passages: list[Passage]) -> tuple[str, int | None, str]:
     card = next((p for p in passages if p.chunk.kind == "card"), None)
     if card is not None:
-        ages = re.search(r"^Ages: (\S+) to (\S+) years$", card.chunk.text, re.MULTILINE)
-        if ages:
-            low = _number(ages.group(1))
-            high = _number(ages.group(2))
-            if (low is not None and age < low) or (high is not None and age > high):
-                return "excludes", card.marker, ""
-            if high is not None:
-                return "allows", card.marker, ""
+        low, high = _card_ages(card.chunk.text)
+        if (low is not None and age < low) or (high is not None and age > high):
+            return "excludes", card.marker, ""
+        if high is not None:
+            return "allows", card.marker, ""
     for p in passages:
         if p.chunk.kind != "criterion":
             continue
@@ -176,11 +173,20 @@ def _decide_age(age: float, passages: list[Passage]) -> tuple[str, int | None, s
     return "not stated", None, ""
 
 
-def _number(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
+def _card_ages(card: str) -> tuple[float | None, float | None]:
+    """'Ages: 18 to 75 years', '18 years and older', 'up to 75 years' -> (low, high)."""
+    line = re.search(r"^Ages: (.+)$", card, re.MULTILINE)
+    if not line:
+        return None, None
+    text = line.group(1)
+    both = re.fullmatch(r"([\d.]+) to ([\d.]+) years", text)
+    if both:
+        return float(both.group(1)), float(both.group(2))
+    low = re.fullmatch(r"([\d.]+) years and older", text)
+    if low:
+        return float(low.group(1)), None
+    high = re.fullmatch(r"up to ([\d.]+) years", text)
+    return (None, float(high.group(1))) if high else (None, None)
 
 
 _BOUND = re.compile(
@@ -246,31 +252,42 @@ def _ecog_values(text: str) -> set[int]:
 
 # --- one trial: sentences ------------------------------------------------------------------
 
-_CARD_FIELDS = {
-    "phase": "Phase",
-    "sponsor": "Sponsor",
-    "status": "Status",
-    "enrollment": "Enrollment",
-    "start": "Start date",
-    "completion": "Completion date",
-    "ages": "Ages",
-    "sex": "Sex",
-    "primary": "Primary outcomes",
-    "outcomes": "Primary outcomes",
-    "type": "Study type",
-    "conditions": "Conditions",
-    "interventions": "Interventions",
-    "collaborators": "Collaborators",
-    "volunteers": "Healthy volunteers",
-}
+# What a question asks of the card, by its own words (not by query expansions).
+_CARD_FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (label, re.compile(pattern, re.IGNORECASE))
+    for label, pattern in (
+        ("Sponsor", r"\b(?:sponsor\w*|who runs|funds|funded|funding)\b"),
+        ("Collaborators", r"\bcollaborat\w*"),
+        ("Phase", r"\bphase\b"),
+        (
+            "Enrollment",
+            r"\benrol\w*|\bhow many (?:participants|patients|people|subjects)|\bsample size",
+        ),
+        ("Start date", r"\b(?:start|begin)\w*"),
+        ("Completion date", r"\b(?:end|ends|complet\w*|finish\w*)\b"),
+        ("Status", r"\b(?:status|recruiting|still open|open to)\b"),
+        ("Study type", r"\b(?:study type|observational|interventional)\b"),
+        ("Primary outcomes", r"\b(?:endpoint|outcome)s?\b"),
+        ("Sex", r"\b(?:sex|gender|women|men|female|male)\b"),
+        ("Healthy volunteers", r"\bhealthy volunteers?\b"),
+        ("Conditions", r"\b(?:conditions?|diseases?)\b"),
+        ("Interventions", r"\b(?:interventions?|drugs?|treatments? (?:given|studied))\b"),
+        ("Ages", r"\b(?:ages?|how old|years old)\b"),
+    )
+)
 
 
-def _card_field(card: Passage, asked: set[str]) -> tuple[str, str] | None:
-    for word, label in _CARD_FIELDS.items():
-        if word in asked:
+def card_fields_asked(question: str) -> list[str]:
+    """The card labels a question asks for ("who sponsors ..." -> ["Sponsor"])."""
+    return [label for label, asks in _CARD_FIELDS if asks.search(question)]
+
+
+def _card_field(card: Passage, question: str) -> tuple[str, str] | None:
+    for label, asks in _CARD_FIELDS:
+        if asks.search(question):
             found = re.search(rf"^{re.escape(label)}: (.+)$", card.chunk.text, re.MULTILINE)
             if found:
-                return label, ("is " if label != "Ages" else "") + found.group(1)
+                return label, ("" if label == "Ages" else "is ") + found.group(1)
     return None
 
 
