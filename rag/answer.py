@@ -44,6 +44,11 @@ _CORPUS_WIDE = re.compile(
     r"(?:of the\s+)?(?:[\w-]+\s+){0,2}?(?:trials|studies)\b|which\s+(?:trial|study)\b)",
     re.IGNORECASE,
 )
+_EXISTS = re.compile(
+    r"^\s*(?:is|are)\s+there\s+(?:a|an|any)?\s*(?:trials?|studies|study)\s+"
+    r"(?:of|for|on|with|testing|using|about|in)\b",
+    re.IGNORECASE,
+)
 _TRIAL_ID = re.compile(r"\b(NCT\d{8}|T-[0-9a-f]{10})\b", re.IGNORECASE)
 # Words that ask or frame rather than name what is asked about.
 _FRAME = frozenset(
@@ -55,7 +60,8 @@ _FRAME = frozenset(
     participants year-old year old years-old it its this that the a an of for in on to and or
     about tell give say says state states stated record phase status sponsor sponsors
     enrollment start end ends completion age ages sex gender type outcome outcomes endpoint
-    conditions interventions collaborators""".split()
+    conditions interventions collaborators requirement requirements people plan plans planned
+    need needs principal investigator investigators currently""".split()
 )
 
 
@@ -162,7 +168,9 @@ class Assistant:
         conversation: Conversation | None = None,
     ) -> Generator[str, None, Answer]:
         """Yield the raw answer text as the backend writes it; return the checked Answer."""
-        if _CORPUS_WIDE.search(question) and not _TRIAL_ID.search(question):
+        if _EXISTS.search(question) and not _TRIAL_ID.search(question):
+            answer = yield from self._exists(question, filters)
+        elif _CORPUS_WIDE.search(question) and not _TRIAL_ID.search(question):
             answer = yield from self._verdicts(question, filters)
         else:
             answer = yield from self._single(question, filters, k or self.k, conversation)
@@ -195,6 +203,12 @@ class Assistant:
             yield text
             return Answer(question, text, abstained=True)
         asked = content_terms(question, trial)
+        if trial is not None:
+            hits = _with_naming_criteria(self.index, trial, hits, asked)
+            if _asks_unstated_field(self.index, trial, question):
+                text = NOT_STATED.format(trial=_name(trial))
+                yield text
+                return Answer(question, text, abstained=True, hits=tuple(hits), trial_id=trial.id)
         supported = [h for h in hits if _supports(asked, h.chunk)]
         if not supported:
             text = NOT_STATED.format(trial=_name(trial)) if trial else CANNOT_ANSWER
@@ -248,12 +262,37 @@ class Assistant:
         for trial_id, tokens in names.items():
             for word in words & tokens:
                 # A word that names one trial decides; one shared by many says little.
-                if document_frequency[word] <= max(1, len(names) // 4):
+                if document_frequency[word] <= max(2, len(names) // 4):
                     scores[trial_id] = scores.get(trial_id, 0.0) + 1.0 / document_frequency[word]
         ranked = sorted(scores.items(), key=lambda kv: -kv[1])
         if not ranked or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
             return None
         return self.index.trials[ranked[0][0]]
+
+    # --- "is there a trial of ..." ---------------------------------------------------------
+
+    def _exists(self, question: str, filters: Filters | None) -> Generator[str, None, Answer]:
+        """Trials whose title, sponsor, conditions, interventions or summary name the topic."""
+        wanted = {w for w in tokenize(_EXISTS.sub("", question)) if len(w) > 2} - _FRAME
+        matches = []
+        for trial in self.index.trials.values():
+            if filters is not None and not filters.check(trial)[0]:
+                continue
+            if wanted and wanted <= _naming_tokens(trial) | _naming_parts(trial):
+                matches.append(trial)
+        if not matches:
+            yield NO_TRIAL_MATCHES
+            return Answer(question, NO_TRIAL_MATCHES, abstained=True)
+        passages = tuple(Passage(n, self._card(t)) for n, t in enumerate(matches, start=1))
+        raw = "\n".join(f"- {p.chunk.trial_id}: {p.chunk.title} [{p.marker}]" for p in passages)
+        raw = f"{len(matches)} trial{'s' if len(matches) != 1 else ''} match:\n{raw}"
+        yield raw
+        text, citations, removed = check_citations(raw, passages)
+        return Answer(question, text, citations=citations, removed_markers=removed)
+
+    def _card(self, trial: Trial) -> Chunk:
+        rows = self.index.trial_chunks[trial.id]
+        return next(self.index.chunks[i] for i in rows if self.index.chunks[i].kind == "card")
 
     # --- "which trials ..." -----------------------------------------------------------------
 
@@ -285,12 +324,17 @@ class Assistant:
         raw = yield from _relay(self.backend.generate(task))
         verdicts = parse_verdicts(raw, trials, tuple(passages))
         text, citations, removed = check_citations(raw, tuple(passages))
+        lines = [ln for ln in text.splitlines() if not re.match(r"\d+ trials? checked:", ln)]
+        text = "\n".join(lines + [summary_line(verdicts)])
+        nothing = all(v.verdict == "not stated" for v in verdicts)
+        if nothing:
+            text, citations = NO_TRIAL_MATCHES, ()
         return Answer(
             question,
             text,
             citations=citations,
             verdicts=verdicts,
-            abstained=all(v.verdict == "not stated" for v in verdicts),
+            abstained=nothing,
             hits=tuple(h for g in groups for h in g.hits),
             removed_markers=removed,
         )
@@ -316,6 +360,35 @@ def _with_card(index: Index, trial: Trial, hits: list[Hit]) -> list[Hit]:
     return hits + [Hit(chunk=card, score=0.0)] if card else hits
 
 
+def _with_naming_criteria(
+    index: Index, trial: Trial, hits: list[Hit], asked: set[str]
+) -> list[Hit]:
+    """Add the trial's criteria that name what is asked, most asked words first: within one
+    trial every criterion can be read, not just the retriever's top k."""
+    seen = {h.chunk.id for h in hits}
+    extra = []
+    for i in index.trial_chunks[trial.id]:
+        chunk = index.chunks[i]
+        overlap = len(asked & set(tokenize(chunk.text)))
+        if chunk.kind == "criterion" and overlap and chunk.id not in seen:
+            extra.append((overlap, chunk))
+    extra.sort(key=lambda pair: -pair[0])
+    return hits + [Hit(chunk=c, score=0.0) for _, c in extra[:MAX_TOPIC_CRITERIA]]
+
+
+def _asks_unstated_field(index: Index, trial: Trial, question: str) -> bool:
+    """A question for card fields the record leaves empty (ages aside: criteria state them)."""
+    labels = card_fields_asked(question)
+    if not labels or labels == ["Ages"]:
+        return False
+    card = next(
+        (index.chunks[i] for i in index.trial_chunks[trial.id] if index.chunks[i].kind == "card"),
+        None,
+    )
+    text = card.text if card else ""
+    return not any(re.search(rf"^{re.escape(label)}: ", text, re.MULTILINE) for label in labels)
+
+
 def _only_trial(hits: list[Hit]) -> str | None:
     trials = {h.chunk.trial_id for h in hits}
     return trials.pop() if len(trials) == 1 else None
@@ -336,8 +409,12 @@ def _name(trial: Trial) -> str:
 def _naming_tokens(trial: Trial) -> set[str]:
     texts = [trial.title, trial.official_title, trial.sponsor, trial.brief_summary]
     texts += list(trial.interventions or ()) + list(trial.conditions or ())
-    texts += list(trial.collaborators or ())
     return {t for text in texts if text for t in tokenize(text)} - _FRAME
+
+
+def _naming_parts(trial: Trial) -> set[str]:
+    """Naming tokens of the description too: what the trial studies, in its own words."""
+    return set(tokenize(trial.description or ""))
 
 
 def content_terms(question: str, trial: Trial | None) -> set[str]:
@@ -349,7 +426,7 @@ def content_terms(question: str, trial: Trial | None) -> set[str]:
     expanded = set(words)
     low = question.casefold()
     for key, terms in EXPANSIONS.items():
-        if key in low:
+        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", low):
             for term in terms:
                 expanded.update(tokenize(term))
     for label in card_fields_asked(question):

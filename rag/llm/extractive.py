@@ -58,13 +58,13 @@ class ExtractiveBackend:
     def _answer(self, task: Task) -> str:
         asked = set(task.options.get("asked", ())) or set(tokenize(task.question))
         card = next((p for p in task.passages if p.chunk.kind == "card"), None)
-        field = _card_field(card, task.question) if card else None
-        if card is not None and field is not None:
-            label, value = field
-            return f"{_trial_name(card.chunk)}: {label.lower()} {value} [{card.marker}]."
+        fields = _card_fields(card, task.question) if card else []
+        if card is not None and fields:
+            stated = "; ".join(f"{label.lower()} {value}" for label, value in fields)
+            return f"{_trial_name(card.chunk)}: {stated} [{card.marker}]."
         ranked = sorted(
             (p for p in task.passages if p.chunk.kind != "card"),
-            key=lambda p: -len(asked & set(tokenize(p.chunk.text))),
+            key=lambda p: -_overlap(asked, p.chunk),
         )
         if not ranked:
             return ""
@@ -95,6 +95,11 @@ class ExtractiveBackend:
         yield f"{total} trial{'s' if total != 1 else ''} checked: " + ", ".join(parts)
 
 
+def _overlap(asked: set[str], chunk: Chunk) -> int:
+    """Asked words in the chunk's text that are not just its trial's title words."""
+    return len((asked & set(tokenize(chunk.text))) - set(tokenize(chunk.title)))
+
+
 def topic_terms(topic: str) -> set[str]:
     """The words that a criterion must contain to speak to the topic."""
     from rag.lexical import EXPANSIONS
@@ -102,7 +107,7 @@ def topic_terms(topic: str) -> set[str]:
     low = topic.casefold()
     terms = set(whole_tokens(topic))
     for key, expansion in EXPANSIONS.items():
-        if key in low:
+        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", low):
             terms.update(t for term in expansion for t in whole_tokens(term))
     terms -= GENERIC
     if _AGE.search(topic):
@@ -114,6 +119,12 @@ def topic_terms(topic: str) -> set[str]:
 
 def decide(topic: str, terms: set[str], passages: list[Passage]) -> tuple[str, int | None, str]:
     """(verdict, marker of the deciding passage, short reason) for one trial."""
+    labels = [label for label in card_fields_asked(topic) if label == "Healthy volunteers"]
+    if labels:
+        return _decide_card(labels[0], passages)
+    lab = _LAB_TOPIC.search(topic)
+    if lab and not _AGE.search(topic):
+        return _decide_lab(lab.group("term"), float(lab.group("value")), passages)
     age = _AGE.search(topic)
     if age:
         return _decide_age(float(age.group(1) or age.group(2)), passages)
@@ -138,6 +149,53 @@ def decide(topic: str, terms: set[str], passages: list[Passage]) -> tuple[str, i
         return "requires", p.marker, ""
     for p in exclusion:
         return "allows", p.marker, "listed as allowed in an exclusion criterion"
+    return "not stated", None, ""
+
+
+_LAB_TOPIC = re.compile(
+    r"(?P<term>platelets?|plt|hemoglobin|haemoglobin|hb|neutrophils?|anc|creatinine|bilirubin|"
+    r"albumin|wbc|white blood cells?)\D{0,30}?(?P<value>\d+(?:\.\d+)?)",
+    re.IGNORECASE,
+)
+_COMPARE = re.compile(r"(≥|>=|>|≤|<=|<)\s*(\d+(?:\.\d+)?)")
+
+
+def _decide_card(label: str, passages: list[Passage]) -> tuple[str, int | None, str]:
+    """A yes/no card field: yes allows, no excludes, unstated is not stated."""
+    for p in passages:
+        if p.chunk.kind != "card":
+            continue
+        line = re.search(rf"^{re.escape(label)}: (\w+)", p.chunk.text, re.MULTILINE)
+        if line:
+            return ("allows" if line.group(1) == "yes" else "excludes"), p.marker, ""
+    return "not stated", None, ""
+
+
+def _decide_lab(term: str, value: float, passages: list[Passage]) -> tuple[str, int | None, str]:
+    """A lab value against the criterion that sets its threshold ('PLT ≥ 80 × 109 / L')."""
+    from rag.lexical import EXPANSIONS
+
+    key = term.lower()
+    names = {key, key.rstrip("s")} | {
+        t for k in (key, key.rstrip("s")) for x in EXPANSIONS.get(k, ()) for t in whole_tokens(x)
+    }
+    for p in passages:
+        if p.chunk.kind != "criterion":
+            continue
+        for match in re.finditer(
+            rf"\b(?:{'|'.join(map(re.escape, names))})\w*", p.chunk.text, re.I
+        ):
+            bound = _COMPARE.search(p.chunk.text, match.end(), match.end() + 25)
+            if not bound:
+                continue
+            op, limit = bound.group(1), float(bound.group(2))
+            inside = {
+                "≥": value >= limit, ">=": value >= limit, ">": value > limit,
+                "≤": value <= limit, "<=": value <= limit, "<": value < limit,
+            }[op]  # fmt: skip
+            if p.chunk.section == "exclusion":
+                inside = not inside
+            return ("allows" if inside else "excludes"), p.marker, ""
     return "not stated", None, ""
 
 
@@ -258,10 +316,12 @@ _CARD_FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     for label, pattern in (
         ("Sponsor", r"\b(?:sponsor\w*|who runs|funds|funded|funding)\b"),
         ("Collaborators", r"\bcollaborat\w*"),
+        ("Investigators", r"\b(?:investigators?|principal investigator|\bPI\b)"),
         ("Phase", r"\bphase\b"),
         (
             "Enrollment",
-            r"\benrol\w*|\bhow many (?:participants|patients|people|subjects)|\bsample size",
+            r"\benrol+ment\b|\bhow many (?:participants|patients|people|subjects)\b|"
+            r"\bsample size\b|\b(?:plan|plans|planned|will|to) (?:to )?enrol+\b",
         ),
         ("Start date", r"\b(?:start|begin)\w*"),
         ("Completion date", r"\b(?:end|ends|complet\w*|finish\w*)\b"),
@@ -282,13 +342,14 @@ def card_fields_asked(question: str) -> list[str]:
     return [label for label, asks in _CARD_FIELDS if asks.search(question)]
 
 
-def _card_field(card: Passage, question: str) -> tuple[str, str] | None:
-    for label, asks in _CARD_FIELDS:
-        if asks.search(question):
-            found = re.search(rf"^{re.escape(label)}: (.+)$", card.chunk.text, re.MULTILINE)
-            if found:
-                return label, ("" if label == "Ages" else "is ") + found.group(1)
-    return None
+def _card_fields(card: Passage, question: str) -> list[tuple[str, str]]:
+    """(label, "is value") for every card field the question asks that the card states."""
+    found = []
+    for label in card_fields_asked(question):
+        line = re.search(rf"^{re.escape(label)}: (.+)$", card.chunk.text, re.MULTILINE)
+        if line:
+            found.append((label, ("" if label == "Ages" else "is ") + line.group(1)))
+    return found
 
 
 def _trial_name(chunk: Chunk) -> str:
