@@ -322,7 +322,7 @@ class Assistant:
             options={"trials": trials, "terms": sorted(terms)},
         )
         raw = yield from _relay(self.backend.generate(task))
-        verdicts = parse_verdicts(raw, trials, tuple(passages))
+        verdicts = parse_verdicts(raw, trials, tuple(passages), terms)
         text, citations, removed = check_citations(raw, tuple(passages))
         lines = [ln for ln in text.splitlines() if not re.match(r"\d+ trials? checked:", ln)]
         text = "\n".join(lines + [summary_line(verdicts)])
@@ -513,12 +513,16 @@ _VERDICT_LINE = re.compile(
 
 
 def parse_verdicts(
-    raw: str, trials: list[dict[str, Any]], passages: tuple[Passage, ...]
+    raw: str,
+    trials: list[dict[str, Any]],
+    passages: tuple[Passage, ...],
+    terms: set[str] | None = None,
 ) -> tuple[Verdict, ...]:
     """One verdict per trial checked, from the backend's lines "<id>: <verdict> [n]".
 
-    A verdict must cite a passage of its own trial, or it is "not stated"; a trial the
-    backend skipped is "not stated" too.
+    A verdict must cite a passage of its own trial that speaks to the topic (names one of
+    `terms`, or is the trial's card), or it is "not stated"; a trial the backend skipped is
+    "not stated" too.
     """
     by_marker = {p.marker: p.chunk for p in passages}
     found: dict[str, Verdict] = {}
@@ -526,7 +530,13 @@ def parse_verdicts(
         trial_id = line.group("trial")
         verdict = line.group("verdict").lower()
         markers = [int(m) for m in _MARKER.findall(line.group("rest"))]
-        own = [m for m in markers if m in by_marker and by_marker[m].trial_id == trial_id]
+        own = [
+            m
+            for m in markers
+            if m in by_marker
+            and by_marker[m].trial_id == trial_id
+            and (not terms or by_marker[m].kind == "card" or _supports(terms, by_marker[m]))
+        ]
         if verdict != "not stated" and not own:
             verdict, marker, criterion = "not stated", None, None
         else:

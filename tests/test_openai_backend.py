@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -107,3 +108,35 @@ def test_answer_through_openai_strips_invented_markers(
     assert answer.citations[0].trial_id == "T-fcd9d254a2"
     prompt = behaviour.requests[-1]["messages"]
     assert prompt[0]["role"] == "system" and "[1]" in prompt[1]["content"]
+
+
+def test_llm_verdicts_are_checked_against_the_cited_text(
+    server: tuple[str, Behaviour], seed_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    url, behaviour = server
+    assistant = Assistant(seed_index, embedder, get_backend("openai", base_url=url, api_key="k"))
+    # Learn the markers the prompt gives, then answer with one right, one wrong and one
+    # invented citation.
+    behaviour.reply = "nothing yet"
+    assistant.ask("which trials allow prior PD-1 inhibitors?")
+    prompt = behaviour.requests[-1]["messages"][1]["content"]
+    blocks = re.findall(r"^\[(\d+)\] [^\n]*\((\S+)\) \| (\w+)[^\n]*\n([^\n]*)", prompt, re.M)
+    pd1 = next(m for m, trial, _, text in blocks if trial == "T-ee5e47e5ae" and "anti-PD-1" in text)
+    other = next(
+        m
+        for m, trial, section, text in blocks
+        if trial == "NCT04984096" and section != "card" and "PD-1" not in text
+    )
+    behaviour.reply = (
+        f"- T-ee5e47e5ae: excludes [{pd1}]\n"
+        f"- NCT04984096: requires [{other}]\n"
+        "- T-fcd9d254a2: allows [999]\n"
+        "5 trials checked: 1 excludes, 1 requires, 1 allows"
+    )
+    answer = assistant.ask("which trials allow prior PD-1 inhibitors?")
+    got = {v.trial_id: v.verdict for v in answer.verdicts}
+    assert got["T-ee5e47e5ae"] == "excludes"
+    assert got["NCT04984096"] == "not stated"  # its cited passage is not about PD-1
+    assert got["T-fcd9d254a2"] == "not stated"  # [999] was never retrieved
+    assert answer.removed_markers == (999,)
+    assert answer.text.splitlines()[-1] == "5 trials checked: 1 excludes, 4 do not state it"
