@@ -17,7 +17,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/rag ingest corpus/
 	$(BIN)/rag index corpus/
-	$(BIN)/rag search "prior anti-PD-1 treatment" --k 5
+	$(BIN)/rag ask "which trials allow prior PD-1 inhibitors?"
+	$(BIN)/rag chat
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
