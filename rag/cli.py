@@ -8,13 +8,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rag.errors import RagError
 from rag.ingest import FileReport, ingest_paths
 from rag.types import Hit, Trial
+
+if TYPE_CHECKING:
+    from rag.answer import Answer, Assistant, Conversation
+    from rag.retrieve import Filters as RetrievalFilters
 
 app = typer.Typer(
     help="Ask questions of clinical-trial records and get answers that cite the record.",
@@ -279,14 +283,18 @@ def ask(
     from rag import store
     from rag.answer import Assistant
     from rag.embed import SentenceEmbedder
-    from rag.llm.base import get_backend
+    from rag.llm.base import BackendError, get_backend
     from rag.retrieve import parse_filters
 
     with _errors():
         parsed = parse_filters(filters or [])
         index = store.load(name)
         assistant = Assistant(index, SentenceEmbedder(index.model), get_backend(backend), k=k)
-        answer = assistant.ask(question, filters=parsed)
+        try:
+            answer = assistant.ask(question, filters=parsed)
+        except BackendError as exc:
+            _show_passages(exc, assistant.retriever.search(question, k=k, filters=parsed))
+            raise typer.Exit(1) from None
         if as_json:
             typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
             return
@@ -318,9 +326,9 @@ def chat(
 ) -> None:
     """Ask questions in a conversation; follow-ups resolve to the trial under discussion."""
     from rag import store
-    from rag.answer import Answer, Assistant, Conversation
+    from rag.answer import Assistant, Conversation  # noqa: F811 - names typed above
     from rag.embed import SentenceEmbedder
-    from rag.llm.base import get_backend
+    from rag.llm.base import BackendError, get_backend
     from rag.retrieve import parse_filters
 
     with _errors():
@@ -353,26 +361,46 @@ def chat(
                     typer.echo(f"Unknown command {command}; /help lists them")
             continue
         with _errors_kept():
-            pieces = assistant.stream(text, filters=parsed, conversation=conversation)
-            streamed = backend != "extractive"
-            while True:
-                try:
-                    piece = next(pieces)
-                except StopIteration as done:
-                    last = done.value
-                    break
-                if streamed:
-                    typer.echo(piece, nl=False)
-            if last is not None:
-                if streamed:
-                    typer.echo("")
-                    if last.removed_markers or last.abstained:
-                        typer.echo(f"(checked) {last.text}")
-                else:
-                    typer.echo(last.text)
-                for citation in last.citations:
-                    where = citation.criterion_id or citation.chunk_id
-                    typer.echo(f"  [{citation.marker}] {where}")
+            try:
+                last = _chat_turn(assistant, text, parsed, conversation, backend != "extractive")
+            except BackendError as exc:
+                _show_passages(exc, assistant.retriever.search(text, k=k, filters=parsed))
+
+
+def _chat_turn(
+    assistant: Assistant,
+    text: str,
+    filters: RetrievalFilters,
+    conversation: Conversation,
+    streamed: bool,
+) -> Answer:
+    """One question in the REPL: an LLM's words as they come, then the checked citations."""
+    pieces = assistant.stream(text, filters=filters, conversation=conversation)
+    while True:
+        try:
+            piece = next(pieces)
+        except StopIteration as done:
+            answer: Answer = done.value
+            break
+        if streamed:
+            typer.echo(piece, nl=False)
+    if streamed:
+        typer.echo("")
+        if answer.removed_markers or answer.abstained:
+            typer.echo(f"(checked) {answer.text}")
+    else:
+        typer.echo(answer.text)
+    for citation in answer.citations:
+        typer.echo(f"  [{citation.marker}] {citation.criterion_id or citation.chunk_id}")
+    return answer
+
+
+def _show_passages(error: Exception, hits: list[Hit]) -> None:
+    """The backend failed: say so in one line, and still show what was retrieved."""
+    typer.echo(f"error: {error}", err=True)
+    typer.echo("Retrieved passages (no answer was written):")
+    for rank, hit in enumerate(hits, start=1):
+        typer.echo(_hit_line(rank, hit))
 
 
 def _lines_in() -> Iterator[str]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from rag import store
 from rag.answer import Assistant
+from rag.cli import app
 from rag.embed import SentenceEmbedder
 from rag.llm.base import BackendError, Passage, Task, get_backend
 from rag.llm.openai import OpenAIBackend
@@ -140,3 +143,20 @@ def test_llm_verdicts_are_checked_against_the_cited_text(
     assert got["T-fcd9d254a2"] == "not stated"  # [999] was never retrieved
     assert answer.removed_markers == (999,)
     assert answer.text.splitlines()[-1] == "5 trials checked: 1 excludes, 4 do not state it"
+
+
+def test_ask_with_the_server_down_still_shows_the_passages(
+    seed_index_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(seed_index_root)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    result = CliRunner().invoke(
+        app, ["ask", "what platelet count does the Fudan trial require?", "-b", "openai"]
+    )
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "error: Cannot reach an OpenAI-compatible server at http://127.0.0.1:9/v1"
+    )
+    assert result.stdout.startswith("Retrieved passages (no answer was written):\n 1. ")
+    assert "T-fcd9d254a2/inclusion/8.2" in result.stdout
