@@ -283,16 +283,12 @@ class Assistant:
         if not matches:
             yield NO_TRIAL_MATCHES
             return Answer(question, NO_TRIAL_MATCHES, abstained=True)
-        passages = tuple(Passage(n, self._card(t)) for n, t in enumerate(matches, start=1))
+        passages = tuple(Passage(n, self.index.card(t.id)) for n, t in enumerate(matches, start=1))
         raw = "\n".join(f"- {p.chunk.trial_id}: {p.chunk.title} [{p.marker}]" for p in passages)
         raw = f"{len(matches)} trial{'s' if len(matches) != 1 else ''} match:\n{raw}"
         yield raw
         text, citations, removed = check_citations(raw, passages)
         return Answer(question, text, citations=citations, removed_markers=removed)
-
-    def _card(self, trial: Trial) -> Chunk:
-        rows = self.index.trial_chunks[trial.id]
-        return next(self.index.chunks[i] for i in rows if self.index.chunks[i].kind == "card")
 
     # --- "which trials ..." -----------------------------------------------------------------
 
@@ -353,11 +349,7 @@ def _with_card(index: Index, trial: Trial, hits: list[Hit]) -> list[Hit]:
     """The trial's hits with its card among them: field questions are answered there."""
     if any(h.chunk.kind == "card" for h in hits):
         return hits
-    card = next(
-        (index.chunks[i] for i in index.trial_chunks[trial.id] if index.chunks[i].kind == "card"),
-        None,
-    )
-    return hits + [Hit(chunk=card, score=0.0)] if card else hits
+    return hits + [Hit(chunk=index.card(trial.id), score=0.0)]
 
 
 def _with_naming_criteria(
@@ -381,11 +373,7 @@ def _asks_unstated_field(index: Index, trial: Trial, question: str) -> bool:
     labels = card_fields_asked(question)
     if not labels or labels == ["Ages"]:
         return False
-    card = next(
-        (index.chunks[i] for i in index.trial_chunks[trial.id] if index.chunks[i].kind == "card"),
-        None,
-    )
-    text = card.text if card else ""
+    text = index.card(trial.id).text
     return not any(re.search(rf"^{re.escape(label)}: ", text, re.MULTILINE) for label in labels)
 
 
@@ -459,7 +447,7 @@ def _verdict_chunks(index: Index, group: TrialHits, terms: set[str]) -> list[Chu
     """The passages a verdict on one trial may cite: its card, its best criteria, and every
     criterion that names the topic (so no deciding criterion is missed)."""
     own = [index.chunks[i] for i in index.trial_chunks[group.trial.id]]
-    card = [c for c in own if c.kind == "card"]
+    card = [index.card(group.trial.id)]
     best = [h.chunk for h in group.hits if h.chunk.kind == "criterion"]
     naming = [
         c for c in own if c.kind == "criterion" and c not in best and terms & set(tokenize(c.text))

@@ -280,16 +280,12 @@ def ask(
     name: IndexName = "default",
 ) -> None:
     """Answer QUESTION from the index; every sentence cites the passage it came from."""
-    from rag import store
-    from rag.answer import Assistant
-    from rag.embed import SentenceEmbedder
-    from rag.llm.base import BackendError, get_backend
+    from rag.llm.base import BackendError
     from rag.retrieve import parse_filters
 
     with _errors():
         parsed = parse_filters(filters or [])
-        index = store.load(name)
-        assistant = Assistant(index, SentenceEmbedder(index.model), get_backend(backend), k=k)
+        assistant = _assistant(name, backend, k)
         try:
             answer = assistant.ask(question, filters=parsed)
         except BackendError as exc:
@@ -325,16 +321,14 @@ def chat(
     name: IndexName = "default",
 ) -> None:
     """Ask questions in a conversation; follow-ups resolve to the trial under discussion."""
-    from rag import store
-    from rag.answer import Assistant, Conversation  # noqa: F811 - names typed above
-    from rag.embed import SentenceEmbedder
+    from rag.answer import Conversation  # noqa: F811 - names typed above
     from rag.llm.base import BackendError, get_backend
     from rag.retrieve import parse_filters
 
     with _errors():
         parsed = parse_filters(filters or [])
-        index = store.load(name)
-        assistant = Assistant(index, SentenceEmbedder(index.model), get_backend(backend), k=k)
+        assistant = _assistant(name, backend, k)
+    index = assistant.index
     conversation = Conversation()
     typer.echo(f"Chatting with {backend} over {len(index.trials)} trials")
     typer.echo("Type 'exit' or 'quit' to exit, '/help' for commands")
@@ -365,6 +359,17 @@ def chat(
                 last = _chat_turn(assistant, text, parsed, conversation, backend != "extractive")
             except BackendError as exc:
                 _show_passages(exc, assistant.retriever.search(text, k=k, filters=parsed))
+
+
+def _assistant(name: str, backend: str, k: int) -> Assistant:
+    """The index `name` loaded with its model, answering through `backend`."""
+    from rag import store
+    from rag.answer import Assistant  # noqa: F811 - names typed above
+    from rag.embed import SentenceEmbedder
+    from rag.llm.base import get_backend
+
+    index = store.load(name)
+    return Assistant(index, SentenceEmbedder(index.model), get_backend(backend), k=k)
 
 
 def _chat_turn(

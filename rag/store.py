@@ -87,6 +87,12 @@ class Index:
         for i, chunk in enumerate(self.chunks):
             self.trial_chunks.setdefault(chunk.trial_id, []).append(i)
 
+    def card(self, trial_id: str) -> Chunk:
+        """The trial's field card (every trial has one)."""
+        return next(
+            self.chunks[i] for i in self.trial_chunks[trial_id] if self.chunks[i].kind == "card"
+        )
+
     @property
     def model(self) -> str:
         return str(self.manifest["model"])
