@@ -24,7 +24,7 @@ from typing import Any
 
 from rag.chunk import short_title
 from rag.embed import Embedder
-from rag.lexical import EXPANSIONS, tokenize
+from rag.lexical import expansion_terms, tokenize
 from rag.llm.base import Backend, Passage, Task
 from rag.llm.extractive import card_fields_asked, topic_terms
 from rag.retrieve import Filters, Retriever, TrialHits
@@ -36,7 +36,6 @@ CANNOT_ANSWER = (
 )
 NO_TRIAL_MATCHES = "No trial in the corpus matches this question."
 NOT_STATED = "The record of {trial} does not state this."
-VERDICTS = ("allows", "excludes", "requires", "not stated")
 MAX_TOPIC_CRITERIA = 6  # criteria naming the topic added per trial, beyond the best four
 
 _CORPUS_WIDE = re.compile(
@@ -412,11 +411,8 @@ def content_terms(question: str, trial: Trial | None) -> set[str]:
         words -= _naming_tokens(trial)
         words -= {trial.id.lower(), (trial.nct_id or "").lower()}
     expanded = set(words)
-    low = question.casefold()
-    for key, terms in EXPANSIONS.items():
-        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", low):
-            for term in terms:
-                expanded.update(tokenize(term))
+    for term in expansion_terms(question):
+        expanded.update(tokenize(term))
     for label in card_fields_asked(question):
         expanded.update(tokenize(label))
     return expanded

@@ -19,6 +19,7 @@ from rag.types import Hit, Trial
 if TYPE_CHECKING:
     from rag.answer import Answer, Assistant, Conversation
     from rag.retrieve import Filters as RetrievalFilters
+    from rag.store import Index
 
 app = typer.Typer(
     help="Ask questions of clinical-trial records and get answers that cite the record.",
@@ -442,10 +443,8 @@ def _errors_kept() -> Iterator[None]:
         typer.echo(f"error: {exc}", err=True)
 
 
-def _echo_sources(answer: object) -> None:
-    from rag.answer import Answer
-
-    if not isinstance(answer, Answer) or not answer.citations:
+def _echo_sources(answer: Answer | None) -> None:
+    if answer is None or not answer.citations:
         typer.echo("No sources yet: ask a question first.")
         return
     for c in answer.citations:
@@ -457,11 +456,9 @@ def _echo_sources(answer: object) -> None:
         )
 
 
-def _echo_trial(index: object, trial_id: str) -> str | None:
+def _echo_trial(index: Index, trial_id: str) -> str | None:
     from rag.chunk import card_text
-    from rag.store import Index
 
-    assert isinstance(index, Index)
     key = trial_id.upper() if trial_id.upper().startswith("NCT") else trial_id
     trial = index.trials.get(key)
     if trial is None:

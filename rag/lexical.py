@@ -84,13 +84,19 @@ def whole_tokens(text: str) -> list[str]:
     return [t for t in found if t and t not in _STOPWORDS]
 
 
+def expansion_terms(text: str) -> list[str]:
+    """The curated terms of every key phrase that occurs in the text as whole words."""
+    low = text.casefold()
+    return [
+        term
+        for key, terms in EXPANSIONS.items()
+        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", low)
+        for term in terms
+    ]
+
+
 def expand(query: str) -> list[str]:
     """The query's tokens plus those of every expansion whose key phrase occurs in it."""
     tokens = tokenize(query)
-    joined = f" {' '.join(_TOKEN.findall(query.casefold()))} "
-    extra: list[str] = []
-    for key, terms in EXPANSIONS.items():
-        if f" {key} " in joined:
-            for term in terms:
-                extra.extend(tokenize(term))
+    extra = [t for term in expansion_terms(query) for t in tokenize(term)]
     return tokens + [t for t in extra if t not in tokens]

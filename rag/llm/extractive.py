@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from rag.lexical import tokenize, whole_tokens
+from rag.lexical import EXPANSIONS, expansion_terms, tokenize, whole_tokens
 from rag.llm.base import Passage, Task
 from rag.types import Chunk
 
@@ -76,23 +76,13 @@ class ExtractiveBackend:
         by_marker = {p.marker: p for p in task.passages}
         topic = task.topic or task.question
         terms = set(task.options.get("terms", ())) or topic_terms(topic)
-        counts: dict[str, int] = {}
         for trial in task.options.get("trials", []):
             passages = [by_marker[m] for m in trial["markers"] if m in by_marker]
             verdict, marker, why = decide(topic, terms, passages)
-            counts[verdict] = counts.get(verdict, 0) + 1
             cite = f" [{marker}]" if marker else ""
             reason = f" - {why}" if why else ""
             yield f"- {trial['id']} ({trial['title']}): {verdict}{cite}{reason}\n"
-        total = sum(counts.values())
-        parts = []
-        for verdict in ("allows", "requires", "excludes", "not stated"):
-            n = counts.get(verdict, 0)
-            if n and verdict == "not stated":
-                parts.append(f"{n} {'does' if n == 1 else 'do'} not state it")
-            elif n:
-                parts.append(f"{n} {verdict if n == 1 else verdict[:-1]}")
-        yield f"{total} trial{'s' if total != 1 else ''} checked: " + ", ".join(parts)
+        # The summary line is rag.answer's, counted from the parsed verdicts.
 
 
 def _overlap(asked: set[str], chunk: Chunk) -> int:
@@ -102,13 +92,8 @@ def _overlap(asked: set[str], chunk: Chunk) -> int:
 
 def topic_terms(topic: str) -> set[str]:
     """The words that a criterion must contain to speak to the topic."""
-    from rag.lexical import EXPANSIONS
-
-    low = topic.casefold()
     terms = set(whole_tokens(topic))
-    for key, expansion in EXPANSIONS.items():
-        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", low):
-            terms.update(t for term in expansion for t in whole_tokens(term))
+    terms.update(t for term in expansion_terms(topic) for t in whole_tokens(term))
     terms -= GENERIC
     if _AGE.search(topic):
         terms = {"age", "aged", "years", "old"}
@@ -173,8 +158,6 @@ def _decide_card(label: str, passages: list[Passage]) -> tuple[str, int | None, 
 
 def _decide_lab(term: str, value: float, passages: list[Passage]) -> tuple[str, int | None, str]:
     """A lab value against the criterion that sets its threshold ('PLT ≥ 80 × 109 / L')."""
-    from rag.lexical import EXPANSIONS
-
     key = term.lower()
     names = {key, key.rstrip("s")} | {
         t for k in (key, key.rstrip("s")) for x in EXPANSIONS.get(k, ()) for t in whole_tokens(x)
