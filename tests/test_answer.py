@@ -135,3 +135,18 @@ def test_ask_command_json(seed_index_root: Path, monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(app, ["ask", "x", "--backend", "nope"])
     assert result.exit_code == 1
     assert result.stderr == "error: Unknown backend 'nope'; available: extractive, openai\n"
+
+
+def test_age_limits_of_an_exclusion_criterion_say_whom_it_excludes() -> None:
+    from rag.llm.extractive import decide
+
+    def passage(section: str, text: str) -> Passage:
+        chunk = Chunk(f"T-1/{section}/1", "T-1", "criterion", section, text, "", "T")
+        return Passage(1, chunk)
+
+    older = passage("exclusion", "Patients older than 75 years")
+    assert decide("a 78-year-old", set(), [older])[0] == "excludes"
+    assert decide("a 60-year-old", set(), [older])[0] == "allows"
+    adults = passage("inclusion", "Age 18 to 75 years")
+    assert decide("a 78-year-old", set(), [adults])[0] == "excludes"
+    assert decide("a 60-year-old", set(), [adults])[0] == "allows"

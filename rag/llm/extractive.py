@@ -206,8 +206,8 @@ def _decide_age(age: float, passages: list[Passage]) -> tuple[str, int | None, s
         if low is None and high is None:
             continue
         inside = (low is None or age >= low) and (high is None or age <= high)
-        if p.chunk.section == "exclusion":
-            return ("allows" if inside else "excludes"), p.marker, ""
+        if p.chunk.section == "exclusion":  # the limits say whom it excludes
+            return ("excludes" if inside else "allows"), p.marker, ""
         return ("allows" if inside else "excludes"), p.marker, ""
     if card is not None and re.search(r"^Ages: ", card.chunk.text, re.MULTILINE):
         return "allows", card.marker, "no maximum age stated"
