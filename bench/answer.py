@@ -1,7 +1,7 @@
 """Answer latency (not a test; numbers go in the issue note).
 
 - process start to answer: `rag ask` run as a fresh process on the seed index, wall time;
-- warm per-question latency of Assistant.ask over eval/questions.jsonl, in one process.
+- warm per-question latency of Assistant.ask over eval/seed.jsonl, in one process.
 
     .venv/bin/python bench/answer.py [--runs N]
 """
@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from rag import store
 from rag.answer import Assistant
 from rag.embed import SentenceEmbedder
+from rag.evaluation import load_set
 from rag.llm.base import get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,7 @@ def main() -> None:
         subprocess.run([str(RAG), "ask", QUESTION], cwd=ROOT, check=True, capture_output=True)
         cold.append(time.perf_counter() - started)
     assistant = Assistant(store.load(root=ROOT / "index"), embedder, get_backend("extractive"))
-    lines = (ROOT / "eval" / "questions.jsonl").read_text().splitlines()
-    questions = [json.loads(line)["question"] for line in lines if line.strip()]
+    questions = [q["question"] for q in load_set(str(ROOT / "eval" / "seed.jsonl")).questions]
     assistant.ask(questions[0])
     warm = []
     for question in questions:

@@ -470,3 +470,116 @@ def _echo_trial(index: Index, trial_id: str) -> str | None:
         f"Criteria: {incl} inclusion, {excl} exclusion. Follow-up questions are about {trial.id}."
     )
     return trial.id
+
+
+@app.command("eval")
+def eval_command(
+    set_name: Annotated[
+        str, typer.Option("--set", "-s", help="Eval set: a name under eval/ or a .jsonl path.")
+    ] = "seed",
+    backend: Backend = "extractive",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--index", "-n", help="Index under index/. [default: the set's, else default]"
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            envvar="OPENAI_BASE_URL",
+            help="OpenAI-compatible server for --backend openai, e.g. http://127.0.0.1:8080/v1.",
+        ),
+    ] = None,
+    llm_model: Annotated[
+        str | None, typer.Option("--llm-model", help="Model name sent to the openai backend.")
+    ] = None,
+    k: Annotated[
+        int | None, typer.Option("--k", "-k", min=1, help="Recall@k cut-off. [default: 5]")
+    ] = None,
+    minimums: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--min",
+            help="METRIC=VALUE, repeatable: fail below it (overrides the set's thresholds).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the Markdown and JSON results.")
+    ] = Path("eval/results"),
+) -> None:
+    """Run an eval set and score retrieval, answers, verdicts, abstention and citations.
+
+    Prints a table per question category, writes it as Markdown and JSON under --out, and
+    exits with code 1 when a metric is below its threshold (from --min or the set's file).
+    Metrics: answer_accuracy, verdict_accuracy, abstention_accuracy, answered_accuracy,
+    citation_precision, citation_recall, recall_at_k, mrr.
+    """
+    from rag import evaluation, store
+    from rag.answer import Assistant  # noqa: F811 - names typed above
+    from rag.embed import SentenceEmbedder
+    from rag.llm.base import get_backend
+
+    with _errors():
+        eval_set = evaluation.load_set(set_name)
+        thresholds = evaluation.parse_thresholds(minimums or [])
+        index_name = name or str(eval_set.meta.get("index", "default"))
+        options = {"base_url": base_url, "model": llm_model} if backend == "openai" else {}
+        index = store.load(index_name)
+        assistant = Assistant(index, SentenceEmbedder(index.model), get_backend(backend, **options))
+        typer.echo(
+            f"{len(eval_set.questions)} questions from {eval_set.path}, "
+            f"{backend} over index {index_name} ({len(index.trials)} trials)",
+            err=True,
+        )
+        report = evaluation.run(
+            eval_set, assistant, backend=backend, index=index_name, k=k, thresholds=thresholds
+        )
+        markdown, data = report.write(out)
+        typer.echo(report.table())
+        errors = [o for o in report.outcomes if o.error]
+        if errors:
+            typer.echo(f"error: {len(errors)} questions failed; first: {errors[0].error}", err=True)
+        typer.echo(f"Wrote {markdown} and {data}", err=True)
+        failures = report.failures()
+        for failure in failures:
+            typer.echo(f"FAIL: {failure}", err=True)
+        if failures:
+            raise typer.Exit(1)
+        typer.echo("\n" + report.verdict())
+
+
+@app.command("generate-eval")
+def generate_eval(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Folders or files of JSON and XML trial records.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The eval set file to write.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="About this many questions.")] = 600,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same set.")] = 0,
+    index_name: Annotated[
+        str, typer.Option("--index", help="The index the set is meant for (in its meta line).")
+    ] = "default",
+) -> None:
+    """Write field questions with answers read from the records themselves (not our parser).
+
+    Asks for phase, status, enrollment, sponsor, ages, sex, dates, conditions and
+    interventions several ways, questions about fields a record leaves out, and "which
+    trials" questions over sponsor, condition, intervention, phase and status.
+    """
+    from rag import evalgen
+
+    with _errors():
+        questions = evalgen.generate(paths, n=n, seed=seed)
+        meta = {
+            "index": index_name,
+            "corpus": [str(p) for p in paths],
+            "generated": {"n": n, "seed": seed},
+        }
+        evalgen.write_set(questions, out, meta)
+        counts = Counter(q["category"] for q in questions)
+        typer.echo(
+            f"Wrote {len(questions)} questions to {out}: "
+            + ", ".join(f"{c} {k}" for c, k in sorted(counts.items()))
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -160,3 +161,64 @@ def test_ask_with_the_server_down_still_shows_the_passages(
     )
     assert result.stdout.startswith("Retrieved passages (no answer was written):\n 1. ")
     assert "T-fcd9d254a2/inclusion/8.2" in result.stdout
+
+
+SEED_SET = Path(__file__).resolve().parents[1] / "eval" / "seed.jsonl"
+
+
+def test_eval_runs_the_seed_set_through_the_server(
+    server: tuple[str, Behaviour],
+    seed_index_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    url, behaviour = server
+    behaviour.reply = "The record gives Status: RECRUITING [1]."
+    monkeypatch.chdir(seed_index_root)
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--set", str(SEED_SET), "-b", "openai", "--base-url", url, "--out", str(tmp_path)],
+    )
+    # The same answer to every question: below the set's thresholds, so the run fails.
+    assert result.exit_code == 1, result.output
+    assert "FAIL: answer_accuracy" in result.stderr
+    data = json.loads((tmp_path / "seed-openai.json").read_text())
+    assert data["backend"] == "openai"
+    outcomes = {q["id"]: q for q in data["questions"]}
+    asked = {m["content"] for r in behaviour.requests for m in r["messages"]}
+    # Each question that reached the backend was sent in its prompt, and its reply scored.
+    assert any("Is NCT03913182 still recruiting?" in text for text in asked)
+    assert outcomes["q02"]["correct"] and outcomes["q02"]["answer"].startswith(
+        "The record gives Status: RECRUITING [1]"
+    )
+    assert not outcomes["q01"]["correct"]  # asks for the phase
+    # Corpus-wide questions get no verdict lines back: every trial is "not stated".
+    corpus = data["categories"]["corpus"]
+    assert corpus["answer_accuracy"] == 0.0 and corpus["verdict_accuracy"] < 0.5
+    assert data["categories"]["all"]["errors"] == 0
+
+
+def test_eval_with_the_server_down_records_every_failure(
+    seed_index_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(seed_index_root)
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--set",
+            str(SEED_SET),
+            "-b",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "questions failed; first: Cannot reach an OpenAI-compatible server" in result.stderr
+    data = json.loads((tmp_path / "seed-openai.json").read_text())
+    failed = [q for q in data["questions"] if q["error"]]
+    assert failed and all(not q["correct"] for q in failed)
+    assert data["categories"]["all"]["errors"] == len(failed)

@@ -297,6 +297,7 @@ def _ecog_values(text: str) -> set[int]:
 _CARD_FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (label, re.compile(pattern, re.IGNORECASE))
     for label, pattern in (
+        ("Title", r"\b(?:title|called)\b"),
         ("Sponsor", r"\b(?:sponsor\w*|who runs|funds|funded|funding)\b"),
         ("Collaborators", r"\bcollaborat\w*"),
         ("Investigators", r"\b(?:investigators?|principal investigator|\bPI\b)"),
@@ -311,7 +312,7 @@ _CARD_FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("Status", r"\b(?:status|recruiting|still open|open to)\b"),
         ("Study type", r"\b(?:study type|observational|interventional)\b"),
         ("Primary outcomes", r"\b(?:endpoint|outcome)s?\b"),
-        ("Sex", r"\b(?:sex|gender|women|men|female|male)\b"),
+        ("Sex", r"\b(?:sex(?:es)?|genders?|women|men|females?|males?)\b"),
         ("Healthy volunteers", r"\bhealthy volunteers?\b"),
         ("Conditions", r"\b(?:conditions?|diseases?)\b"),
         ("Interventions", r"\b(?:interventions?|drugs?|treatments? (?:given|studied))\b"),
