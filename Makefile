@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/rag ingest corpus/
 	$(BIN)/rag index corpus/
 	$(BIN)/rag ask "which trials allow prior PD-1 inhibitors?"
+	$(BIN)/rag eval
 	$(BIN)/rag chat
 
 lint: $(STAMP)
