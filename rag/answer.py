@@ -247,9 +247,7 @@ class Assistant:
         """The trial a question names: by id, else by words only its fields share."""
         found = _TRIAL_ID.search(question)
         if found:
-            key = found.group(1)
-            key = key.upper() if key.upper().startswith("NCT") else key.lower()
-            return self.index.trials.get(key)
+            return self.index.find_trial(found.group(1))
         words = {w for w in tokenize(question) if len(w) > 2} - _FRAME
         if not words:
             return None

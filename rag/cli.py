@@ -459,8 +459,7 @@ def _echo_sources(answer: Answer | None) -> None:
 def _echo_trial(index: Index, trial_id: str) -> str | None:
     from rag.chunk import card_text
 
-    key = trial_id.upper() if trial_id.upper().startswith("NCT") else trial_id
-    trial = index.trials.get(key)
+    trial = index.find_trial(trial_id)
     if trial is None:
         typer.echo(f"No trial {trial_id!r} in the index; /sources shows the ids of cited trials")
         return None
@@ -583,3 +582,32 @@ def generate_eval(
             f"Wrote {len(questions)} questions to {out}: "
             + ", ".join(f"{c} {k}" for c, k in sorted(counts.items()))
         )
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; loopback unless you say otherwise.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
+    name: Annotated[
+        str, typer.Option("--index", "-n", envvar="RAG_INDEX", help="Index under index/.")
+    ] = "default",
+    backend: Backend = "extractive",
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow browsers from this origin (repeatable); off."),
+    ] = None,
+) -> None:
+    """Serve the HTTP answer API (POST /v1/ask, GET /v1/search, /v1/trials, /docs).
+
+    The index and model load once at start-up (GET /readyz says when). Set RAG_API_TOKEN to
+    require "Authorization: Bearer <token>" on /v1/.
+    """
+    import uvicorn
+
+    from rag.api import configure_logging, create_app
+
+    configure_logging()
+    api = create_app(name, backend=backend, cors_origins=cors_origin)
+    uvicorn.run(api, host=host, port=port, access_log=False, log_level="warning")

@@ -87,6 +87,15 @@ class Index:
         for i, chunk in enumerate(self.chunks):
             self.trial_chunks.setdefault(chunk.trial_id, []).append(i)
 
+    def find_trial(self, trial_id: str) -> Trial | None:
+        """A trial by id as a user types it: NCT numbers and T- ids in any case."""
+        key = trial_id.strip()
+        if key[:3].upper() == "NCT":
+            key = key.upper()
+        elif key[:2].upper() == "T-":
+            key = "T-" + key[2:].lower()
+        return self.trials.get(key)
+
     def card(self, trial_id: str) -> Chunk:
         """The trial's field card (every trial has one)."""
         return next(

@@ -150,3 +150,13 @@ def test_age_limits_of_an_exclusion_criterion_say_whom_it_excludes() -> None:
     adults = passage("inclusion", "Age 18 to 75 years")
     assert decide("a 78-year-old", set(), [adults])[0] == "excludes"
     assert decide("a 60-year-old", set(), [adults])[0] == "allows"
+
+
+def test_trial_ids_are_found_in_any_case(
+    seed_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    assistant = Assistant(seed_index, embedder, get_backend("extractive"))
+    for typed in ("T-fcd9d254a2", "t-FCD9D254A2", "t-fcd9d254a2"):
+        answer = assistant.ask(f"who sponsors {typed}?")
+        assert answer.trial_id == "T-fcd9d254a2" and "Fudan University" in answer.text, typed
+    assert assistant.ask("who sponsors nct04984096?").trial_id == "NCT04984096"

@@ -58,6 +58,10 @@ class BackendError(RagError):
     """A backend failed: unknown, misconfigured, unreachable or answering garbage."""
 
 
+class BackendTimeout(BackendError):
+    """The backend did not answer in time."""
+
+
 BackendFactory = Callable[..., Backend]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from rag.llm.base import BackendError, Task
+from rag.llm.base import BackendError, BackendTimeout, Task
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -167,7 +167,7 @@ class OpenAIBackend:
     def _unreachable(self, exc: Exception) -> BackendError:
         kind = exc.__class__.__name__
         if isinstance(exc, httpx.TimeoutException):
-            return BackendError(
+            return BackendTimeout(
                 f"The server at {self.base_url} did not answer in time ({kind}); "
                 "try again, or raise the timeout"
             )

@@ -1,0 +1,760 @@
+"""The HTTP answer API: one index and model, loaded once, shared by every request.
+
+    POST /v1/ask              question -> answer with citations and verdicts (or SSE)
+    GET  /v1/search           hybrid search hits
+    GET  /v1/trials           trials passing filters, paged
+    GET  /v1/trials/{id}      a trial's fields and criteria with ids and spans
+    GET  /healthz, /readyz    alive; index and model loaded
+    GET  /docs                OpenAPI
+
+Model and search work runs in worker threads, off the event loop. Bodies are capped, bad
+input is a 422 that says what to fix, an optional bearer token (RAG_API_TOKEN) guards /v1,
+every response and log line carries a request id, and a failing or slow LLM backend gives a
+502 or 504 that still returns the retrieved passages.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag.errors import RagError
+from rag.store import INDEX_ROOT
+
+MAX_QUESTION_CHARS = 2000
+MAX_BODY_BYTES = 64 * 1024
+MAX_K = 50
+MAX_PAGE = 100
+MAX_CONVERSATIONS = 1000
+ASK_TIMEOUT_SECONDS = 120.0
+TOKEN_ENV = "RAG_API_TOKEN"
+FILTER_PARAMS = ("status", "phase", "type", "sex", "age", "condition", "intervention", "trial")
+
+log = logging.getLogger("rag.api")
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_REQUEST_ID = re.compile(r"^[\w.-]{1,64}$")
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = _request_id.get()
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log lines as 'time level [request id] message' on stderr."""
+    handler = logging.StreamHandler()
+    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(message)s")
+    )
+    log.handlers = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+FilterValue = Annotated[str, Field(min_length=1, max_length=200)] | int | float
+
+
+class AskIn(_Strict):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
+    filters: dict[str, FilterValue] | None = Field(
+        None,
+        description="KEY: VALUE with the keys of --filter: " + ", ".join(FILTER_PARAMS),
+        max_length=len(FILTER_PARAMS),
+    )
+    k: int = Field(8, ge=1, le=MAX_K)
+    backend: str | None = Field(None, max_length=64, description="extractive, openai, ...")
+    conversation_id: str | None = Field(None, pattern=r"^[\w.-]{1,64}$")
+    stream: bool = False
+
+
+class CitationOut(BaseModel):
+    marker: int
+    trial_id: str
+    chunk_id: str
+    criterion_id: str | None
+    section: str
+    text: str
+    span: list[int] | None
+
+
+class VerdictOut(BaseModel):
+    trial_id: str
+    verdict: Literal["allows", "excludes", "requires", "not stated"]
+    criterion_id: str | None
+
+
+class AskOut(BaseModel):
+    answer: str
+    citations: list[CitationOut]
+    verdicts: list[VerdictOut]
+    abstained: bool
+    trial_id: str | None
+    conversation_id: str | None
+    timings: dict[str, float]
+
+
+class HitOut(BaseModel):
+    trial_id: str
+    chunk_id: str
+    section: str
+    criterion_id: str | None
+    score: float
+    text: str
+    span: list[int] | None
+    title: str
+
+
+class SearchOut(BaseModel):
+    hits: list[HitOut]
+
+
+class ErrorOut(BaseModel):
+    error: str
+    request_id: str
+    passages: list[HitOut] | None = None
+
+
+class TrialSummary(BaseModel):
+    id: str
+    nct_id: str | None
+    title: str | None
+    status: str | None
+    phase: str | None
+    study_type: str | None
+    enrollment: int | None
+    sponsor: str | None
+    conditions: list[str] | None
+
+
+class TrialsPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    trials: list[TrialSummary]
+
+
+class CriterionOut(BaseModel):
+    id: str
+    section: str
+    text: str
+    span: list[int]
+    field: str
+    parent: str | None
+    truncated: bool
+
+
+class TrialOut(TrialSummary):
+    official_title: str | None
+    start_date: str | None
+    completion_date: str | None
+    min_age_years: float | None
+    max_age_years: float | None
+    sex: str | None
+    healthy_volunteers: bool | None
+    collaborators: list[str] | None
+    investigators: list[str] | None
+    interventions: list[str] | None
+    primary_outcomes: list[str] | None
+    brief_summary: str | None
+    description: str | None
+    source: dict[str, str]
+    criteria: list[CriterionOut]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut} for code in (401, 422, 503, *codes)}
+
+
+# --- state -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Conversations:
+    """Conversations by id, the least recently used dropped past MAX_CONVERSATIONS; one lock
+    per conversation so that its turns run one at a time."""
+
+    items: OrderedDict[str, tuple[Any, threading.Lock]] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: str) -> tuple[Any, threading.Lock]:
+        from rag.answer import Conversation
+
+        with self.lock:
+            if key not in self.items:
+                self.items[key] = (Conversation(), threading.Lock())
+                while len(self.items) > MAX_CONVERSATIONS:
+                    self.items.popitem(last=False)
+            self.items.move_to_end(key)
+            return self.items[key]
+
+
+@dataclass
+class Service:
+    """What the app shares: the index, the embedder, one Assistant per backend."""
+
+    index_name: str
+    root: Path
+    default_backend: str
+    ask_timeout: float
+    index: Any = None
+    embedder: Any = None
+    assistants: dict[str, Any] = field(default_factory=dict)
+    conversations: _Conversations = field(default_factory=_Conversations)
+    ready: threading.Event = field(default_factory=threading.Event)
+    failure: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self) -> None:
+        from rag import store
+        from rag.embed import SentenceEmbedder
+
+        try:
+            index = store.load(self.index_name, self.root)
+            embedder = SentenceEmbedder(index.model)
+            embedder.encode(["warm up"])
+        except RagError as exc:
+            self.failure = str(exc)
+            log.error("index %s not loaded: %s", self.index_name, exc)
+            return
+        self.index, self.embedder = index, embedder
+        self.assistant(self.default_backend)
+        self.ready.set()
+        log.info(
+            "index %s loaded: %d trials, %d chunks",
+            self.index_name,
+            len(index.trials),
+            len(index.chunks),
+        )
+
+    def assistant(self, backend: str | None) -> Any:
+        from rag.answer import Assistant
+        from rag.llm.base import get_backend
+
+        name = backend or self.default_backend
+        with self.lock:
+            if name not in self.assistants:
+                self.assistants[name] = Assistant(self.index, self.embedder, get_backend(name))
+            return self.assistants[name]
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    if not service.ready.is_set():
+        detail = service.failure or "the index and model are still loading; retry shortly"
+        raise HTTPException(503, detail)
+    return service
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def create_app(
+    index: str = "default",
+    *,
+    root: Path = INDEX_ROOT,
+    backend: str = "extractive",
+    token: str | None = None,
+    cors_origins: list[str] | None = None,
+    ask_timeout: float = ASK_TIMEOUT_SECONDS,
+) -> FastAPI:
+    """The API over index/<index>; the index loads in the background at start-up."""
+    service = Service(index, root, backend, ask_timeout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        thread = threading.Thread(target=service.load, name="rag-load", daemon=True)
+        thread.start()
+        yield
+
+    app = FastAPI(
+        title="rag: cited answers from clinical-trial records",
+        version="0.1.0",
+        lifespan=lifespan,
+        description=__doc__,
+    )
+    app.state.service = service
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(_Guard, token=token if token is not None else os.environ.get(TOKEN_ENV))
+    _handlers(app)
+    _routes(app)
+    return app
+
+
+def _error(status: int, message: str, passages: list[HitOut] | None = None) -> JSONResponse:
+    body = ErrorOut(error=message, request_id=_request_id.get(), passages=passages)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status)
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _explain(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, "internal error; the server log has the details under this request id")
+
+
+def _explain(errors: Any) -> str:
+    """Pydantic's errors as one line: where, what is wrong, and what is allowed."""
+    parts = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        if error.get("type") == "extra_forbidden":
+            allowed = ", ".join(AskIn.model_fields)
+            parts.append(f"{where}: unknown field; the fields are {allowed}")
+        elif error.get("type") == "json_invalid":
+            parts.append("body: not valid JSON; send a JSON object")
+        else:
+            parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _filters(values: dict[str, Any]) -> Any:
+    from rag.retrieve import parse_filters
+
+    return parse_filters([f"{key}={value}" for key, value in values.items() if value is not None])
+
+
+def _hit(hit: Any) -> HitOut:
+    chunk = hit.chunk
+    return HitOut(
+        trial_id=chunk.trial_id,
+        chunk_id=chunk.id,
+        section=chunk.section,
+        criterion_id=chunk.criterion_id,
+        score=round(float(hit.score), 6),
+        text=chunk.text,
+        span=list(chunk.span) if chunk.span else None,
+        title=chunk.title,
+    )
+
+
+def _only(request: Request, allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        raise HTTPException(
+            422, f"unknown query parameter {unknown[0]!r}; the parameters are {', '.join(allowed)}"
+        )
+
+
+def _summary(trial: Any) -> dict[str, Any]:
+    return {
+        "id": trial.id,
+        "nct_id": trial.nct_id,
+        "title": trial.title,
+        "status": trial.status,
+        "phase": trial.phase,
+        "study_type": trial.study_type,
+        "enrollment": trial.enrollment,
+        "sponsor": trial.sponsor,
+        "conditions": list(trial.conditions) if trial.conditions else None,
+    }
+
+
+FilterParam = Annotated[
+    str | None, Query(max_length=200, description="as --filter: e.g. status=recruiting")
+]
+
+
+def _routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"], responses={503: {"model": ErrorOut}})
+    async def readyz(request: Request) -> dict[str, Any]:
+        """The index and the model are loaded."""
+        service = _service(request)
+        return {
+            "status": "ready",
+            "index": service.index_name,
+            "trials": len(service.index.trials),
+            "chunks": len(service.index.chunks),
+            "model": service.index.model,
+        }
+
+    @app.post(
+        "/v1/ask",
+        tags=["answers"],
+        response_model=AskOut,
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            **_errors(413, 502, 504),
+        },
+    )
+    async def ask(body: AskIn, request: Request) -> Any:
+        """Answer a question; every claim cites a retrieved passage.
+
+        With "stream": true the answer comes as Server-Sent Events: "token" events with the
+        text as it is written, then one "answer" event with the checked answer, citations and
+        verdicts (or one "error" event with the retrieved passages).
+        """
+        service = _service(request)
+        filters = _filters(body.filters or {})
+        assistant = await anyio.to_thread.run_sync(service.assistant, body.backend)
+        conversation, turn = (
+            service.conversations.get(body.conversation_id)
+            if body.conversation_id
+            else (None, None)
+        )
+        if body.stream:
+            return StreamingResponse(
+                _events(service, assistant, body, filters, conversation, turn),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-store"},
+            )
+        return await _answer(service, assistant, body, filters, conversation, turn)
+
+    @app.get("/v1/search", tags=["search"], response_model=SearchOut, responses=_errors())
+    async def search(
+        request: Request,
+        q: Annotated[str, Query(min_length=1, max_length=MAX_QUESTION_CHARS)],
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        per_trial: Annotated[int, Query(ge=1, le=MAX_K)] = 3,
+        status: FilterParam = None,
+        phase: FilterParam = None,
+        type: FilterParam = None,  # noqa: A002 - the filter's name
+        sex: FilterParam = None,
+        age: Annotated[float | None, Query(ge=0, le=150)] = None,
+        condition: FilterParam = None,
+        intervention: FilterParam = None,
+        trial: FilterParam = None,
+    ) -> SearchOut:
+        """Hybrid (dense + BM25) search over criteria, cards, summaries and descriptions."""
+        _only(request, ("q", "k", "per_trial", *FILTER_PARAMS))
+        service = _service(request)
+        filters = _filters(
+            dict(
+                zip(
+                    FILTER_PARAMS,
+                    (status, phase, type, sex, age, condition, intervention, trial),
+                    strict=True,
+                )
+            )
+        )
+        retriever = service.assistant(None).retriever
+        hits = await anyio.to_thread.run_sync(
+            lambda: retriever.search(q, k=k, filters=filters, per_trial=per_trial)
+        )
+        return SearchOut(hits=[_hit(h) for h in hits])
+
+    @app.get("/v1/trials", tags=["trials"], response_model=TrialsPage, responses=_errors())
+    async def trials(
+        request: Request,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+        status: FilterParam = None,
+        phase: FilterParam = None,
+        type: FilterParam = None,  # noqa: A002 - the filter's name
+        sex: FilterParam = None,
+        age: Annotated[float | None, Query(ge=0, le=150)] = None,
+        condition: FilterParam = None,
+        intervention: FilterParam = None,
+        trial: FilterParam = None,
+    ) -> TrialsPage:
+        """The trials that pass the filters, in id order, a page at a time."""
+        _only(request, ("offset", "limit", *FILTER_PARAMS))
+        service = _service(request)
+        filters = _filters(
+            dict(
+                zip(
+                    FILTER_PARAMS,
+                    (status, phase, type, sex, age, condition, intervention, trial),
+                    strict=True,
+                )
+            )
+        )
+        passing = [t for _, t in sorted(service.index.trials.items()) if filters.check(t)[0]]
+        page = passing[offset : offset + limit]
+        return TrialsPage(
+            total=len(passing),
+            offset=offset,
+            limit=limit,
+            trials=[TrialSummary(**_summary(t)) for t in page],
+        )
+
+    @app.get(
+        "/v1/trials/{trial_id}", tags=["trials"], response_model=TrialOut, responses=_errors(404)
+    )
+    async def trial_detail(
+        request: Request, trial_id: Annotated[str, PathParam(max_length=64)]
+    ) -> TrialOut:
+        """A trial's fields and its criteria, each with its id and character span."""
+        _only(request, ())
+        service = _service(request)
+        found = service.index.find_trial(trial_id)
+        if found is None:
+            raise HTTPException(
+                404,
+                f"no trial {trial_id!r} in index {service.index_name}; GET /v1/trials lists them",
+            )
+        data = {
+            name: value for name, value in found.to_dict().items() if name in TrialOut.model_fields
+        }
+        return TrialOut.model_validate(data | _summary(found))
+
+
+def _out(answer: Any, conversation_id: str | None, timings: dict[str, float]) -> AskOut:
+    data = answer.to_dict()
+    return AskOut(
+        answer=data["answer"],
+        citations=[CitationOut(**c) for c in data["citations"]],
+        verdicts=[VerdictOut(**v) for v in data["verdicts"]],
+        abstained=data["abstained"],
+        trial_id=answer.trial_id,
+        conversation_id=conversation_id,
+        timings={k: round(v, 1) for k, v in timings.items()},
+    )
+
+
+async def _passages(service: Service, body: AskIn, filters: Any) -> list[HitOut]:
+    retriever = service.assistant(None).retriever
+    hits = await anyio.to_thread.run_sync(
+        lambda: retriever.search(body.question, k=body.k, filters=filters)
+    )
+    return [_hit(h) for h in hits]
+
+
+async def _answer(
+    service: Service,
+    assistant: Any,
+    body: AskIn,
+    filters: Any,
+    conversation: Any,
+    turn: threading.Lock | None,
+) -> Any:
+    from rag.llm.base import BackendError, BackendTimeout
+
+    started = time.perf_counter()
+
+    def work() -> Any:
+        if turn is None:
+            return assistant.ask(body.question, filters=filters, k=body.k)
+        with turn:
+            return assistant.ask(
+                body.question, filters=filters, k=body.k, conversation=conversation
+            )
+
+    try:
+        with anyio.fail_after(service.ask_timeout):
+            answer = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except TimeoutError:
+        message = f"no answer within {service.ask_timeout:g} s; the passages retrieved are given"
+        log.warning("ask timed out after %.0f s", service.ask_timeout)
+        return _error(504, message, await _passages(service, body, filters))
+    except BackendTimeout as exc:
+        return _error(504, str(exc), await _passages(service, body, filters))
+    except BackendError as exc:
+        log.warning("backend failed: %s", exc)
+        return _error(502, str(exc), await _passages(service, body, filters))
+    total = (time.perf_counter() - started) * 1000
+    return _out(answer, body.conversation_id, {"total_ms": total})
+
+
+def _events(
+    service: Service,
+    assistant: Any,
+    body: AskIn,
+    filters: Any,
+    conversation: Any,
+    turn: threading.Lock | None,
+) -> Iterator[str]:
+    """SSE: 'token' events as the backend writes, then one 'answer' (or 'error') event.
+
+    A sync generator: Starlette runs it in a worker thread, off the event loop."""
+    from rag.llm.base import BackendError
+
+    started = time.perf_counter()
+    first: float | None = None
+
+    def event(kind: str, data: Any) -> str:
+        return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    if turn is not None:
+        turn.acquire()
+    try:
+        pieces = assistant.stream(
+            body.question, filters=filters, k=body.k, conversation=conversation
+        )
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as done:
+                answer = done.value
+                break
+            if first is None:
+                first = (time.perf_counter() - started) * 1000
+            yield event("token", {"text": piece})
+    except BackendError as exc:
+        hits = assistant.retriever.search(body.question, k=body.k, filters=filters)
+        yield event(
+            "error",
+            ErrorOut(
+                error=str(exc), request_id=_request_id.get(), passages=[_hit(h) for h in hits]
+            ).model_dump(),
+        )
+        return
+    finally:
+        if turn is not None:
+            turn.release()
+    timings = {"total_ms": (time.perf_counter() - started) * 1000}
+    if first is not None:
+        timings["first_token_ms"] = first
+    yield event("answer", _out(answer, body.conversation_id, timings).model_dump())
+
+
+# --- request id, body cap, bearer token (pure ASGI: streaming responses pass through) --------
+
+
+class _Guard:
+    def __init__(self, app: ASGIApp, token: str | None, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.token = token or None
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        _request_id.set(request_id)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message = dict(message)
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            refusal = self._refuse(scope, headers)
+            if refusal is None:
+                body, refusal = await self._read(receive)
+            if refusal is not None:
+                await _send_json(send_with_id, *refusal, request_id)
+                return
+            await self.app(scope, _replay(body, receive), send_with_id)
+        finally:
+            log.info(
+                "%s %s %d %.1f ms",
+                scope["method"],
+                scope["path"],
+                status[0],
+                (time.perf_counter() - started) * 1000,
+            )
+
+    def _refuse(
+        self, scope: Scope, headers: dict[str, str]
+    ) -> tuple[int, str, dict[str, str]] | None:
+        if self.token and scope["path"].startswith("/v1/"):
+            scheme, _, given = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(
+                given.strip().encode(), self.token.encode()
+            ):
+                return (
+                    401,
+                    "missing or wrong bearer token; send Authorization: Bearer <RAG_API_TOKEN>",
+                    {"www-authenticate": "Bearer"},
+                )
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            return 413, f"body over {self.max_body} bytes; send a shorter question", {}
+        return None
+
+    async def _read(self, receive: Receive) -> tuple[bytes, tuple[int, str, dict[str, str]] | None]:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return b"", (413, f"body over {self.max_body} bytes; send a shorter question", {})
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks), None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_json(
+    send: Callable[[Message], Awaitable[None]],
+    status: int,
+    message: str,
+    extra: dict[str, str],
+    request_id: str,
+) -> None:
+    data = json.dumps({"error": message, "request_id": request_id}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
