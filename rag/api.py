@@ -81,16 +81,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-FilterValue = Annotated[str, Field(min_length=1, max_length=200)] | int | float
+FilterText = Annotated[str | None, Field(None, min_length=1, max_length=200)]
+
+
+class FiltersIn(_Strict):
+    """The filters of --filter; commas give alternatives (status: "recruiting,completed")."""
+
+    status: FilterText = None
+    phase: FilterText = None
+    type: FilterText = None
+    sex: Literal["female", "male", "all"] | None = None
+    age: float | None = Field(None, ge=0, le=150)
+    condition: FilterText = None
+    intervention: FilterText = None
+    trial: FilterText = None
 
 
 class AskIn(_Strict):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
-    filters: dict[str, FilterValue] | None = Field(
-        None,
-        description="KEY: VALUE with the keys of --filter: " + ", ".join(FILTER_PARAMS),
-        max_length=len(FILTER_PARAMS),
-    )
+    filters: FiltersIn | None = None
     k: int = Field(8, ge=1, le=MAX_K)
     backend: str | None = Field(None, max_length=64, description="extractive, openai, ...")
     conversation_id: str | None = Field(None, pattern=r"^[\w.-]{1,64}$")
@@ -189,6 +198,18 @@ class TrialOut(TrialSummary):
     description: str | None
     source: dict[str, str]
     criteria: list[CriterionOut]
+
+
+# One Server-Sent Event of a streamed answer: "token" (data {"text"}), then "answer" (data an
+# AskOut) or "error" (data an ErrorOut).
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["token", "answer", "error"]},
+        "data": {"type": "string", "description": "JSON"},
+    },
+    "required": ["event", "data"],
+}
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -427,7 +448,7 @@ def _routes(app: FastAPI) -> None:
         tags=["answers"],
         response_model=AskOut,
         responses={
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+            200: {"content": {"text/event-stream": {"schema": _SSE_EVENT}}},
             **_errors(413, 502, 504),
         },
     )
@@ -439,7 +460,7 @@ def _routes(app: FastAPI) -> None:
         verdicts (or one "error" event with the retrieved passages).
         """
         service = _service(request)
-        filters = _filters(body.filters or {})
+        filters = _filters(body.filters.model_dump() if body.filters else {})
         assistant = await anyio.to_thread.run_sync(service.assistant, body.backend)
         conversation, turn = (
             service.conversations.get(body.conversation_id)
@@ -463,7 +484,7 @@ def _routes(app: FastAPI) -> None:
         status: FilterParam = None,
         phase: FilterParam = None,
         type: FilterParam = None,  # noqa: A002 - the filter's name
-        sex: FilterParam = None,
+        sex: Annotated[Literal["female", "male", "all"] | None, Query()] = None,
         age: Annotated[float | None, Query(ge=0, le=150)] = None,
         condition: FilterParam = None,
         intervention: FilterParam = None,
@@ -495,7 +516,7 @@ def _routes(app: FastAPI) -> None:
         status: FilterParam = None,
         phase: FilterParam = None,
         type: FilterParam = None,  # noqa: A002 - the filter's name
-        sex: FilterParam = None,
+        sex: Annotated[Literal["female", "male", "all"] | None, Query()] = None,
         age: Annotated[float | None, Query(ge=0, le=150)] = None,
         condition: FilterParam = None,
         intervention: FilterParam = None,
