@@ -24,7 +24,7 @@ from typing import Any
 
 from rag.chunk import short_title
 from rag.embed import Embedder
-from rag.lexical import expansion_terms, tokenize
+from rag.lexical import expansion_terms, token_set, tokenize
 from rag.llm.base import Backend, Passage, Task
 from rag.llm.extractive import card_fields_asked, topic_terms
 from rag.retrieve import Filters, Retriever, TrialHits
@@ -358,7 +358,7 @@ def _with_naming_criteria(
     extra = []
     for i in index.trial_chunks[trial.id]:
         chunk = index.chunks[i]
-        overlap = len(asked & set(tokenize(chunk.text)))
+        overlap = len(asked & token_set(chunk.text))
         if chunk.kind == "criterion" and overlap and chunk.id not in seen:
             extra.append((overlap, chunk))
     extra.sort(key=lambda pair: -pair[0])
@@ -420,7 +420,7 @@ def _supports(asked: set[str], chunk: Chunk) -> bool:
     """Does the chunk's own text share a word with what is asked?"""
     if not asked:
         return False
-    return bool(asked & set(tokenize(chunk.text)))
+    return bool(asked & token_set(chunk.text))
 
 
 def topic_of(question: str) -> str:
@@ -444,7 +444,7 @@ def _verdict_chunks(index: Index, group: TrialHits, terms: set[str]) -> list[Chu
     card = [index.card(group.trial.id)]
     best = [h.chunk for h in group.hits if h.chunk.kind == "criterion"]
     naming = [
-        c for c in own if c.kind == "criterion" and c not in best and terms & set(tokenize(c.text))
+        c for c in own if c.kind == "criterion" and c not in best and terms & token_set(c.text)
     ]
     return card + best + naming[:MAX_TOPIC_CRITERIA]
 

@@ -7,6 +7,7 @@ tokens, and hyphenated terms also give their parts, so "anti-PD-1" matches "PD-1
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-/.][a-z0-9]+)*")
 _STOPWORDS = frozenset(
@@ -60,6 +61,12 @@ EXPANSIONS: dict[str, tuple[str, ...]] = {
     "chemotherapy": ("chemo",),
     "radiotherapy": ("radiation", "irradiation"),
 }  # fmt: skip
+
+
+@lru_cache(maxsize=250_000)
+def token_set(text: str) -> frozenset[str]:
+    """tokenize(text) as a set, remembered: the same passages are read for many questions."""
+    return frozenset(tokenize(text))
 
 
 def tokenize(text: str) -> list[str]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from rag.lexical import EXPANSIONS, expansion_terms, tokenize, whole_tokens
+from rag.lexical import EXPANSIONS, expansion_terms, token_set, tokenize, whole_tokens
 from rag.llm.base import Passage, Task
 from rag.types import Chunk
 
@@ -87,7 +87,7 @@ class ExtractiveBackend:
 
 def _overlap(asked: set[str], chunk: Chunk) -> int:
     """Asked words in the chunk's text that are not just its trial's title words."""
-    return len((asked & set(tokenize(chunk.text))) - set(tokenize(chunk.title)))
+    return len((asked & token_set(chunk.text)) - token_set(chunk.title))
 
 
 def topic_terms(topic: str) -> set[str]:
@@ -117,7 +117,7 @@ def decide(topic: str, terms: set[str], passages: list[Passage]) -> tuple[str, i
     if ecog:
         return _decide_ecog(int(ecog.group(1)), passages)
     matching = [
-        p for p in passages if p.chunk.kind == "criterion" and terms & set(tokenize(p.chunk.text))
+        p for p in passages if p.chunk.kind == "criterion" and terms & token_set(p.chunk.text)
     ]
     exclusion = [p for p in matching if p.chunk.section == "exclusion"]
     inclusion = [p for p in matching if p.chunk.section == "inclusion"]
