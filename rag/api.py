@@ -254,6 +254,9 @@ class Service:
     ready: threading.Event = field(default_factory=threading.Event)
     failure: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Model and search work in at most this many threads (one per core): more threads only
+    # contend for the cores and each holds its own buffers.
+    limiter: Any = None
 
     def load(self) -> None:
         from rag import store
@@ -313,6 +316,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.limiter = anyio.CapacityLimiter(os.cpu_count() or 2)
         thread = threading.Thread(target=service.load, name="rag-load", daemon=True)
         thread.start()
         yield
@@ -504,7 +508,8 @@ def _routes(app: FastAPI) -> None:
         )
         retriever = service.assistant(None).retriever
         hits = await anyio.to_thread.run_sync(
-            lambda: retriever.search(q, k=k, filters=filters, per_trial=per_trial)
+            lambda: retriever.search(q, k=k, filters=filters, per_trial=per_trial),
+            limiter=service.limiter,
         )
         return SearchOut(hits=[_hit(h) for h in hits])
 
@@ -580,7 +585,8 @@ def _out(answer: Any, conversation_id: str | None, timings: dict[str, float]) ->
 async def _passages(service: Service, body: AskIn, filters: Any) -> list[HitOut]:
     retriever = service.assistant(None).retriever
     hits = await anyio.to_thread.run_sync(
-        lambda: retriever.search(body.question, k=body.k, filters=filters)
+        lambda: retriever.search(body.question, k=body.k, filters=filters),
+        limiter=service.limiter,
     )
     return [_hit(h) for h in hits]
 
@@ -607,7 +613,9 @@ async def _answer(
 
     try:
         with anyio.fail_after(service.ask_timeout):
-            answer = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+            answer = await anyio.to_thread.run_sync(
+                work, abandon_on_cancel=True, limiter=service.limiter
+            )
     except TimeoutError:
         message = f"no answer within {service.ask_timeout:g} s; the passages retrieved are given"
         log.warning("ask timed out after %.0f s", service.ask_timeout)
