@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -429,6 +429,21 @@ FilterParam = Annotated[
 ]
 
 
+def _query_filters(
+    status: FilterParam = None,
+    phase: FilterParam = None,
+    type: FilterParam = None,  # noqa: A002 - the filter's name
+    sex: Annotated[Literal["female", "male", "all"] | None, Query()] = None,
+    age: Annotated[float | None, Query(ge=0, le=150)] = None,
+    condition: FilterParam = None,
+    intervention: FilterParam = None,
+    trial: FilterParam = None,
+) -> Any:
+    """The filters of GET endpoints, as query parameters, parsed like --filter."""
+    values = (status, phase, type, sex, age, condition, intervention, trial)
+    return _filters(dict(zip(FILTER_PARAMS, values, strict=True)))
+
+
 def _routes(app: FastAPI) -> None:
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, str]:
@@ -483,29 +498,13 @@ def _routes(app: FastAPI) -> None:
     async def search(
         request: Request,
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUESTION_CHARS)],
+        filters: Annotated[Any, Depends(_query_filters)],
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         per_trial: Annotated[int, Query(ge=1, le=MAX_K)] = 3,
-        status: FilterParam = None,
-        phase: FilterParam = None,
-        type: FilterParam = None,  # noqa: A002 - the filter's name
-        sex: Annotated[Literal["female", "male", "all"] | None, Query()] = None,
-        age: Annotated[float | None, Query(ge=0, le=150)] = None,
-        condition: FilterParam = None,
-        intervention: FilterParam = None,
-        trial: FilterParam = None,
     ) -> SearchOut:
         """Hybrid (dense + BM25) search over criteria, cards, summaries and descriptions."""
         _only(request, ("q", "k", "per_trial", *FILTER_PARAMS))
         service = _service(request)
-        filters = _filters(
-            dict(
-                zip(
-                    FILTER_PARAMS,
-                    (status, phase, type, sex, age, condition, intervention, trial),
-                    strict=True,
-                )
-            )
-        )
         retriever = service.assistant(None).retriever
         hits = await anyio.to_thread.run_sync(
             lambda: retriever.search(q, k=k, filters=filters, per_trial=per_trial),
@@ -516,29 +515,13 @@ def _routes(app: FastAPI) -> None:
     @app.get("/v1/trials", tags=["trials"], response_model=TrialsPage, responses=_errors())
     async def trials(
         request: Request,
+        filters: Annotated[Any, Depends(_query_filters)],
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
-        status: FilterParam = None,
-        phase: FilterParam = None,
-        type: FilterParam = None,  # noqa: A002 - the filter's name
-        sex: Annotated[Literal["female", "male", "all"] | None, Query()] = None,
-        age: Annotated[float | None, Query(ge=0, le=150)] = None,
-        condition: FilterParam = None,
-        intervention: FilterParam = None,
-        trial: FilterParam = None,
     ) -> TrialsPage:
         """The trials that pass the filters, in id order, a page at a time."""
         _only(request, ("offset", "limit", *FILTER_PARAMS))
         service = _service(request)
-        filters = _filters(
-            dict(
-                zip(
-                    FILTER_PARAMS,
-                    (status, phase, type, sex, age, condition, intervention, trial),
-                    strict=True,
-                )
-            )
-        )
         passing = [t for _, t in sorted(service.index.trials.items()) if filters.check(t)[0]]
         page = passing[offset : offset + limit]
         return TrialsPage(
