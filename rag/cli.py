@@ -362,15 +362,20 @@ def chat(
                 _show_passages(exc, assistant.retriever.search(text, k=k, filters=parsed))
 
 
-def _assistant(name: str, backend: str, k: int) -> Assistant:
-    """The index `name` loaded with its model, answering through `backend`."""
+def _assistant(
+    name: str, backend: str, k: int = 8, options: dict[str, str | None] | None = None
+) -> Assistant:
+    """The index `name` loaded with its model, answering through `backend`, made with
+    `options`."""
     from rag import store
     from rag.answer import Assistant  # noqa: F811 - names typed above
     from rag.embed import SentenceEmbedder
     from rag.llm.base import get_backend
 
     index = store.load(name)
-    return Assistant(index, SentenceEmbedder(index.model), get_backend(backend), k=k)
+    return Assistant(
+        index, SentenceEmbedder(index.model), get_backend(backend, **(options or {})), k=k
+    )
 
 
 def _chat_turn(
@@ -515,18 +520,15 @@ def eval_command(
     Metrics: answer_accuracy, verdict_accuracy, abstention_accuracy, answered_accuracy,
     citation_precision, citation_recall, recall_at_k, mrr.
     """
-    from rag import evaluation, store
-    from rag.answer import Assistant  # noqa: F811 - names typed above
-    from rag.embed import SentenceEmbedder
-    from rag.llm.base import get_backend
+    from rag import evaluation
 
     with _errors():
         eval_set = evaluation.load_set(set_name)
         thresholds = evaluation.parse_thresholds(minimums or [])
         index_name = name or str(eval_set.meta.get("index", "default"))
         options = {"base_url": base_url, "model": llm_model} if backend == "openai" else {}
-        index = store.load(index_name)
-        assistant = Assistant(index, SentenceEmbedder(index.model), get_backend(backend, **options))
+        assistant = _assistant(index_name, backend, options=options)
+        index = assistant.index
         typer.echo(
             f"{len(eval_set.questions)} questions from {eval_set.path}, "
             f"{backend} over index {index_name} ({len(index.trials)} trials)",
