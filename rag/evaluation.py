@@ -32,6 +32,7 @@ from typing import Any
 from rag.answer import CANNOT_ANSWER, NO_TRIAL_MATCHES, Answer, Assistant, Conversation
 from rag.errors import RagError
 from rag.metrics import recall_at, reciprocal_rank
+from rag.normalize import MONTHS
 
 SETS_DIR = Path("eval")
 RESULTS_DIR = SETS_DIR / "results"
@@ -155,28 +156,7 @@ def parse_thresholds(options: Iterable[str]) -> dict[str, float]:
 
 # --- normalisation --------------------------------------------------------------------------
 
-_MONTHS = {
-    name: n
-    for n, names in enumerate(
-        (
-            ("january", "jan"),
-            ("february", "feb"),
-            ("march", "mar"),
-            ("april", "apr"),
-            ("may",),
-            ("june", "jun"),
-            ("july", "jul"),
-            ("august", "aug"),
-            ("september", "sept", "sep"),
-            ("october", "oct"),
-            ("november", "nov"),
-            ("december", "dec"),
-        ),
-        start=1,
-    )
-    for name in names
-}
-_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4"}
 _STATUSES = (
     ("active, not recruiting", "active_not_recruiting"),
@@ -201,17 +181,15 @@ def normalise(text: str) -> str:
     text = text.lower().replace("’", "'")
     text = re.sub(
         rf"\b({_MONTH})\.?\s+(\d{{1,2}}),?\s+(\d{{4}})\b",
-        lambda m: f"{m[3]}-{_MONTHS[m[1]]:02d}-{int(m[2]):02d}",
+        lambda m: f"{m[3]}-{MONTHS[m[1]]:02d}-{int(m[2]):02d}",
         text,
     )
     text = re.sub(
         rf"\b(\d{{1,2}})\s+({_MONTH})\.?,?\s+(\d{{4}})\b",
-        lambda m: f"{m[3]}-{_MONTHS[m[2]]:02d}-{int(m[1]):02d}",
+        lambda m: f"{m[3]}-{MONTHS[m[2]]:02d}-{int(m[1]):02d}",
         text,
     )
-    text = re.sub(
-        rf"\b({_MONTH})\.?,?\s+(\d{{4}})\b", lambda m: f"{m[2]}-{_MONTHS[m[1]]:02d}", text
-    )
+    text = re.sub(rf"\b({_MONTH})\.?,?\s+(\d{{4}})\b", lambda m: f"{m[2]}-{MONTHS[m[1]]:02d}", text)
     text = re.sub(
         r"\b(\d{4})-(\d{1,2})(?:-(\d{1,2}))?\b",
         lambda m: f"{m[1]}_{int(m[2]):02d}" + (f"_{int(m[3]):02d}" if m[3] else ""),

@@ -101,7 +101,7 @@ def sex(value: str | None) -> str | None:
     return None
 
 
-_MONTHS = {
+MONTHS = {
     m: i
     for i, names in enumerate(
         [
@@ -137,12 +137,12 @@ def iso_date(value: str | None) -> str | None:
     if m:
         return _checked(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     m = re.fullmatch(r"([A-Za-z]+)\.?\s+(?:(\d{1,2}),?\s+)?(\d{4})", text)
-    if m and m.group(1).lower() in _MONTHS:
+    if m and m.group(1).lower() in MONTHS:
         day = int(m.group(2)) if m.group(2) else None
-        return _checked(int(m.group(3)), _MONTHS[m.group(1).lower()], day)
+        return _checked(int(m.group(3)), MONTHS[m.group(1).lower()], day)
     m = re.fullmatch(r"(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})", text)
-    if m and m.group(2).lower() in _MONTHS:
-        return _checked(int(m.group(3)), _MONTHS[m.group(2).lower()], int(m.group(1)))
+    if m and m.group(2).lower() in MONTHS:
+        return _checked(int(m.group(3)), MONTHS[m.group(2).lower()], int(m.group(1)))
     return None
 
 
