@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -252,10 +253,7 @@ class Assistant:
         if not words:
             return None
         scores: dict[str, float] = {}
-        document_frequency: Counter[str] = Counter()
-        names = {tid: _naming_tokens(t) for tid, t in self.index.trials.items()}
-        for tokens in names.values():
-            document_frequency.update(tokens)
+        names, document_frequency = self._names
         for trial_id, tokens in names.items():
             for word in words & tokens:
                 # A word that names one trial decides; one shared by many says little.
@@ -266,6 +264,16 @@ class Assistant:
             return None
         return self.index.trials[ranked[0][0]]
 
+    @cached_property
+    def _names(self) -> tuple[dict[str, frozenset[str]], Counter[str]]:
+        """Each trial's naming tokens, and in how many trials each token is: the index does
+        not change, so this is counted once, not for every question."""
+        names = {tid: frozenset(_naming_tokens(t)) for tid, t in self.index.trials.items()}
+        document_frequency: Counter[str] = Counter()
+        for tokens in names.values():
+            document_frequency.update(tokens)
+        return names, document_frequency
+
     # --- "is there a trial of ..." ---------------------------------------------------------
 
     def _exists(self, question: str, filters: Filters | None) -> Generator[str, None, Answer]:
@@ -275,7 +283,7 @@ class Assistant:
         for trial in self.index.trials.values():
             if filters is not None and not filters.check(trial)[0]:
                 continue
-            if wanted and wanted <= _naming_tokens(trial) | _naming_parts(trial):
+            if wanted and wanted <= self._names[0][trial.id] | _naming_parts(trial):
                 matches.append(trial)
         if not matches:
             yield NO_TRIAL_MATCHES
@@ -397,9 +405,9 @@ def _naming_tokens(trial: Trial) -> set[str]:
     return {t for text in texts if text for t in tokenize(text)} - _FRAME
 
 
-def _naming_parts(trial: Trial) -> set[str]:
+def _naming_parts(trial: Trial) -> frozenset[str]:
     """Naming tokens of the description too: what the trial studies, in its own words."""
-    return set(tokenize(trial.description or ""))
+    return token_set(trial.description or "")
 
 
 def content_terms(question: str, trial: Trial | None) -> set[str]:
