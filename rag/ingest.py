@@ -24,6 +24,7 @@ from typing import Any
 
 from rag import layouts, normalize
 from rag.criteria import parse_criteria
+from rag.derive import derive
 from rag.errors import IngestError
 from rag.types import Source, Trial
 
@@ -90,7 +91,7 @@ def _ingest(path: Path) -> tuple[str, list[Trial], list[str]]:
         layout = layouts.detect(text)
         trial = layouts.parse_page(text, str(path), layout)
         fmt, trials, more = trial.source.format, [trial], list(trial.warnings)
-    return fmt, trials, warnings + more
+    return fmt, [derive(t) for t in trials], warnings + more
 
 
 def read_text(path: Path) -> tuple[str, list[str]]:
@@ -205,6 +206,8 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
     eligibility = _get(ps, "eligibilityModule", "eligibilityCriteria")
     healthy = _get(ps, "eligibilityModule", "healthyVolunteers")
     trial_id = nct or layouts.make_id(None, {"title": title}, json.dumps(ps, sort_keys=True))
+    design = _get(ps, "designModule", "designInfo")
+    design = design if isinstance(design, dict) else {}
     return Trial(
         id=trial_id,
         source=Source(path=path, format=fmt),
@@ -227,14 +230,50 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
         sponsor=_get(ps, "sponsorCollaboratorsModule", "leadSponsor", "name"),
         collaborators=_names(_get(ps, "sponsorCollaboratorsModule", "collaborators"), "name"),
         investigators=investigators,
+        contacts=_names(_get(ps, "contactsLocationsModule", "centralContacts"), "name"),
         conditions=_strings(_get(ps, "conditionsModule", "conditions")),
         interventions=_names(_get(ps, "armsInterventionsModule", "interventions"), "name"),
         primary_outcomes=_names(_get(ps, "outcomesModule", "primaryOutcomes"), "measure"),
         brief_summary=_get(ps, "descriptionModule", "briefSummary"),
         description=_get(ps, "descriptionModule", "detailedDescription"),
+        acronym=ident.get("acronym"),
+        allocation=normalize.design("allocation", design.get("allocation")),
+        intervention_model=normalize.design("intervention_model", design.get("interventionModel")),
+        masking=normalize.design("masking", _get(design, "maskingInfo", "masking")),
+        primary_purpose=normalize.design("primary_purpose", design.get("primaryPurpose")),
+        observational_model=normalize.design(
+            "observational_model", design.get("observationalModel")
+        ),
+        time_perspective=normalize.design("time_perspective", design.get("timePerspective")),
+        arms=_names(_get(ps, "armsInterventionsModule", "armGroups"), "label"),
+        secondary_outcomes=_names(_get(ps, "outcomesModule", "secondaryOutcomes"), "measure"),
+        locations=_places(
+            _get(ps, "contactsLocationsModule", "locations"), ("facility", "city", "country")
+        ),
+        countries=_unique_names(_get(ps, "contactsLocationsModule", "locations"), "country"),
+        last_update=normalize.iso_date(
+            _get(ps, "statusModule", "lastUpdatePostDateStruct", "date")
+        ),
         criteria=tuple(_eligibility(eligibility, trial_id, JSON_FIELD)),
         eligibility_text=eligibility if isinstance(eligibility, str) else None,
     )
+
+
+def _places(items: Any, keys: tuple[str, ...]) -> tuple[str, ...] | None:
+    """ "Facility, City, Country" for each location dict (the parts it has)."""
+    if not isinstance(items, list):
+        return None
+    places = [
+        ", ".join(str(item[k]).strip() for k in keys if isinstance(item.get(k), str) and item[k])
+        for item in items
+        if isinstance(item, dict)
+    ]
+    return tuple(dict.fromkeys(p for p in places if p)) or None
+
+
+def _unique_names(items: Any, key: str) -> tuple[str, ...] | None:
+    names = _names(items, key)
+    return tuple(dict.fromkeys(names)) if names else None
 
 
 def _count(count: Any, kind: Any) -> tuple[int | None, str | None]:
@@ -299,14 +338,39 @@ def _from_xml(text: str, path: Path) -> Trial:
         sponsor=_xml_text(root, "sponsors/lead_sponsor/agency"),
         collaborators=_xml_all(root, "sponsors/collaborator/agency"),
         investigators=_xml_all(root, "overall_official/last_name"),
+        contacts=_xml_all(root, "overall_contact/last_name"),
         conditions=_xml_all(root, "condition"),
         interventions=_xml_all(root, "intervention/intervention_name"),
         primary_outcomes=_xml_all(root, "primary_outcome/measure"),
         brief_summary=_unwrap(root.findtext("brief_summary/textblock")),
         description=_unwrap(root.findtext("detailed_description/textblock")),
+        acronym=_xml_text(root, "acronym"),
+        allocation=_xml_design(root, "allocation"),
+        intervention_model=_xml_design(root, "intervention_model"),
+        masking=_xml_design(root, "masking"),
+        primary_purpose=_xml_design(root, "primary_purpose"),
+        observational_model=_xml_design(root, "observational_model"),
+        time_perspective=_xml_design(root, "time_perspective"),
+        arms=_xml_all(root, "arm_group/arm_group_label"),
+        secondary_outcomes=_xml_all(root, "secondary_outcome/measure"),
+        locations=_xml_locations(root),
+        countries=_xml_all(root, "location_countries/country"),
+        last_update=normalize.iso_date(_xml_text(root, "last_update_posted")),
         criteria=tuple(_eligibility(criteria_text, trial_id, XML_FIELD)),
         eligibility_text=criteria_text,
     )
+
+
+def _xml_design(root: ET.Element, name: str) -> str | None:
+    return normalize.design(name, _xml_text(root, f"study_design_info/{name}"))
+
+
+def _xml_locations(root: ET.Element) -> tuple[str, ...] | None:
+    places = []
+    for location in root.findall("location/facility"):
+        parts = [_xml_text(location, p) for p in ("name", "address/city", "address/country")]
+        places.append(", ".join(p for p in parts if p))
+    return tuple(dict.fromkeys(p for p in places if p)) or None
 
 
 def _xml_text(root: ET.Element, path: str) -> str | None:

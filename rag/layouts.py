@@ -95,15 +95,17 @@ LAYOUTS: tuple[Layout, ...] = (
             start_date=("Start Date", "Study Start Date"),
             completion_date=("Completion Date", "Estimated Completion Date", "Study Completion"),
             primary_outcomes=("Primary Outcome Measures", "Primary Outcomes", "Primary Outcome"),
+            secondary_outcomes=("Secondary Outcome Measures", "Secondary Outcomes"),
+            design=("Design", "Study Design"),
+            acronym=("Acronym",),
+            arms=("Arms", "Study Arms", "Arm Groups"),
+            last_update=("Last Update Posted Date", "Last Updated"),
             _=(
                 "Recruitment",
-                "Design",
                 "Participation Requirements",
                 "Tracking Information",
-                "Secondary Outcome Measures",
                 "Primary Completion Date",
                 "First Submitted Date",
-                "Last Update Posted Date",
                 "Locations",
                 "Contacts",
             ),
@@ -129,14 +131,14 @@ LAYOUTS: tuple[Layout, ...] = (
             healthy_volunteers=("Volunteers",),
             criteria=("Inclusion criteria", "Eligibility"),
             sponsor=("Sponsor", "Lead sponsor"),
+            primary_purpose=("Primary purpose",),
+            allocation=("Allocation",),
+            intervention_model=("Interventional model", "Intervention model"),
+            masking=("Masking",),
+            contacts=("Central trial contact", "Central contact", "Contact"),
             _=(
-                "Primary purpose",
-                "Allocation",
-                "Interventional model",
-                "Masking",
                 "Trial design",
                 "Loading...",
-                "Central trial contact",
                 "Trial contacts and locations",
                 "Data sourced from clinicaltrials.gov",
                 "Clinical trials",
@@ -181,16 +183,17 @@ LAYOUTS: tuple[Layout, ...] = (
             sponsors=("Sponsors", "Sponsors and Collaborators"),
             responsible_party=("Responsible Party",),
             official_title=("Official Title",),
+            observational_model=("Observational Model Type", "Observational Model"),
+            time_perspective=("Study Time Perspective", "Time Perspective"),
+            allocation=("Allocation",),
+            intervention_model=("Intervention Model",),
+            primary_purpose=("Primary Purpose",),
+            masking=("Masking",),
+            secondary_outcomes=("Secondary Outcome Measures", "Secondary Outcomes"),
             _=(
                 "Study Results",
                 "Basic Information",
                 "Study Design",
-                "Observational Model Type",
-                "Study Time Perspective",
-                "Allocation",
-                "Intervention Model",
-                "Primary Purpose",
-                "Masking",
                 "References",
                 "Other Identifiers",
                 "Locations",
@@ -198,7 +201,7 @@ LAYOUTS: tuple[Layout, ...] = (
                 "Primary Completion Date",
             ),
         ),
-        inline={"nct id:": "nct_id", "last updated:": _IGNORE},
+        inline={"nct id:": "nct_id", "last updated:": "last_update"},
         signature=frozenset(
             x.casefold()
             for x in (
@@ -474,6 +477,12 @@ def _investigators(value: _Value) -> _Fields:
     return {"investigators": tuple(names)} if names else {}
 
 
+def _contacts(value: _Value) -> _Fields:
+    """ "Jianwei Zhou, Doctor" -> the name; lines of other labels' text are not read."""
+    names = [ln.split(",")[0].strip() for ln in value.lines[:1] if not _not_provided(ln)]
+    return {"contacts": tuple(names)} if names else {}
+
+
 def _sponsors(value: _Value) -> _Fields:
     """Name / class / "Sponsor Role lead" blocks of the "Basic Information" site."""
     lead: str | None = None
@@ -505,6 +514,34 @@ def _responsible_party(value: _Value) -> _Fields:
     return {}
 
 
+_DESIGN_KEYS = re.compile(
+    r"(Allocation|Intervention Model Description|Intervention Model|Masking Description|Masking|"
+    r"Primary Purpose|Observational Model|Time Perspective)\s*:\s*",
+    re.IGNORECASE,
+)
+
+
+def _design(value: _Value) -> _Fields:
+    """ "Allocation: N/AIntervention Model: Single Group AssignmentMasking: None (Open Label)..."
+    (the labels run together on one line) -> the design fields it names."""
+    text = " ".join(value.lines)
+    marks = list(_DESIGN_KEYS.finditer(text))
+    fields: _Fields = {}
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        name = mark.group(1).casefold().replace(" ", "_")
+        if name.endswith("_description"):
+            continue
+        converted = normalize.design(name, text[mark.end() : end])
+        if converted is not None:
+            fields[name] = converted
+    return fields
+
+
+def _design_field(name: str) -> Callable[[_Value], _Fields]:
+    return _first_line(name, lambda text: normalize.design(name, text))
+
+
 _READERS: dict[str, Callable[[_Value], _Fields]] = {
     "title": _first_line("title", str),
     "official_title": _first_line("official_title", str),
@@ -525,9 +562,16 @@ _READERS: dict[str, Callable[[_Value], _Fields]] = {
     "responsible_party": _responsible_party,
     "collaborators": _list("collaborators"),
     "investigators": _investigators,
+    "contacts": _contacts,
     "conditions": _list("conditions"),
     "interventions": _list("interventions"),
     "primary_outcomes": _list("primary_outcomes"),
     "brief_summary": _text("brief_summary"),
     "description": _text("description"),
+    "acronym": _first_line("acronym", str),
+    "design": _design,
+    **{name: _design_field(name) for name in normalize.DESIGN_VALUES},
+    "arms": _list("arms"),
+    "secondary_outcomes": _list("secondary_outcomes"),
+    "last_update": _first_line("last_update", normalize.iso_date),
 }

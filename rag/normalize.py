@@ -85,6 +85,58 @@ def study_type(value: str | None) -> str | None:
     return key or None
 
 
+# Design values as registries spell them -> API v2 enums, per field. The legacy XML and the
+# registry pages write "Single Group Assignment", "None (Open Label)", "Double-Blind".
+_DESIGN_ALIASES: dict[str, dict[str, str]] = {
+    "allocation": {"N_A": "NA", "NOT_APPLICABLE": "NA", "NONRANDOMIZED": "NON_RANDOMIZED"},
+    "intervention_model": {},
+    "masking": {"OPEN": "NONE", "OPEN_LABEL": "NONE", "NO_MASKING": "NONE"},
+    "primary_purpose": {"EDUCATIONAL_COUNSELING_TRAINING": "ECT"},
+    "observational_model": {"ECOLOGIC": "ECOLOGIC_OR_COMMUNITY"},
+    "time_perspective": {},
+}
+
+
+# The values each design field can take (API v2); anything else is not that field's value.
+DESIGN_VALUES: dict[str, frozenset[str]] = {
+    "allocation": frozenset({"RANDOMIZED", "NON_RANDOMIZED", "NA"}),
+    "intervention_model": frozenset(
+        {"SINGLE_GROUP", "PARALLEL", "CROSSOVER", "FACTORIAL", "SEQUENTIAL"}
+    ),
+    "masking": frozenset({"NONE", "SINGLE", "DOUBLE", "TRIPLE", "QUADRUPLE"}),
+    "primary_purpose": frozenset(
+        {
+            "TREATMENT", "PREVENTION", "DIAGNOSTIC", "ECT", "SUPPORTIVE_CARE", "SCREENING",
+            "HEALTH_SERVICES_RESEARCH", "BASIC_SCIENCE", "DEVICE_FEASIBILITY", "OTHER",
+        }
+    ),
+    "observational_model": frozenset(
+        {
+            "COHORT", "CASE_CONTROL", "CASE_ONLY", "CASE_CROSSOVER", "ECOLOGIC_OR_COMMUNITY",
+            "FAMILY_BASED", "DEFINED_POPULATION", "NATURAL_HISTORY", "OTHER",
+        }
+    ),
+    "time_perspective": frozenset({"PROSPECTIVE", "RETROSPECTIVE", "CROSS_SECTIONAL", "OTHER"}),
+}  # fmt: skip
+
+
+def design(field: str, value: str | None) -> str | None:
+    """A design field's value -> its enum: ('masking', 'None (Open Label)') -> 'NONE',
+    ('intervention_model', 'Single Group Assignment') -> 'SINGLE_GROUP'; None for text that
+    is no value of that field."""
+    if not value or not value.strip() or value.strip().casefold() in {"-", "not provided"}:
+        return None
+    text = value.strip()
+    if field == "masking":
+        # "Double (Participant, Investigator)", "Double-Blind", "None (Open Label)"
+        text = re.sub(r"\(.*?\)|[-\s]?blind(?:ed)?\b", "", text, flags=re.IGNORECASE)
+    key = _enum(text)
+    if field == "intervention_model":
+        key = re.sub(r"_ASSIGNMENT$", "", key)
+    key = _DESIGN_ALIASES[field].get(key, key)
+    return key if key in DESIGN_VALUES[field] else None
+
+
 def sex(value: str | None) -> str | None:
     """'All', 'Both', 'Both males and females' -> 'ALL'; 'Female' -> 'FEMALE'."""
     if not value or not value.strip():

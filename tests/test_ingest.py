@@ -282,10 +282,12 @@ def test_ingest_table_for_the_seed_corpus() -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].endswith("000_2a7767d01ef54209.txt  [recruitment-tracking]")
-    assert lines[1].split() == ["id", "fields", "incl", "excl", "warnings"]
-    assert lines[2].split() == ["NCT03913182", "10/21", "0", "0", "-"]
+    assert lines[1].split() == ["id", "fields", "derived", "incl", "excl", "warnings"]
+    # The page states 14 fields (the Design line four of them); its treatment, apatinib, only
+    # in the description.
+    assert lines[2].split() == ["NCT03913182", "14/34", "1", "0", "0", "-"]
     assert any(
-        line.split()[:1] == ["NCT04984096"] and line.split()[2:4] == ["5", "6"] for line in lines
+        line.split()[:1] == ["NCT04984096"] and line.split()[3:5] == ["5", "6"] for line in lines
     )
     assert lines[-1] == (
         "5 files, 5 trials (overview-status 2, recruitment-tracking 1, status-about 1, "

@@ -834,3 +834,32 @@ def test_sources() -> None:
     assert trials["003"].source.format == trials["004"].source.format
     formats = {trials[s].source.format for s in ("000", "001", "002", "003")}
     assert len(formats) == 4
+
+
+def test_design_and_update_fields_as_the_pages_state_them() -> None:
+    # 000 line 20: "Allocation: N/AIntervention Model: Single Group Assignment...Masking: None
+    # (Open Label)...Primary Purpose: Treatment" (the labels run together on one line).
+    trial = ingest_one("000")
+    assert (trial.allocation, trial.intervention_model, trial.masking, trial.primary_purpose) == (
+        "NA",
+        "SINGLE_GROUP",
+        "NONE",
+        "TREATMENT",
+    )
+    # 002 lines 5, 61-67: "Last Updated: 2021-07-30", CASE_CONTROL, RETROSPECTIVE.
+    trial = ingest_one("002")
+    assert (trial.observational_model, trial.time_perspective, trial.last_update) == (
+        "CASE_CONTROL",
+        "RETROSPECTIVE",
+        "2021-07-30",
+    )
+    assert trial.allocation is None and trial.masking is None
+    # 001 lines 46-49: the design headings are empty; the participant count after them
+    # (line 50) is no masking.
+    trial = ingest_one("001")
+    assert (trial.primary_purpose, trial.allocation, trial.intervention_model, trial.masking) == (
+        None,
+        None,
+        None,
+        None,
+    )

@@ -57,6 +57,54 @@ YEARS_PER_UNIT = {
 }
 
 
+# The legacy XML's design vocabulary -> API v2 enums (ClinicalTrials.gov data element
+# definitions), one table per field.
+DESIGN: dict[str, dict[str, str]] = {
+    "allocation": {"Randomized": "RANDOMIZED", "Non-Randomized": "NON_RANDOMIZED", "N/A": "NA"},
+    "intervention_model": {
+        "Single Group Assignment": "SINGLE_GROUP",
+        "Parallel Assignment": "PARALLEL",
+        "Crossover Assignment": "CROSSOVER",
+        "Factorial Assignment": "FACTORIAL",
+        "Sequential Assignment": "SEQUENTIAL",
+    },
+    "masking": {
+        "None (Open Label)": "NONE",
+        "Single": "SINGLE",
+        "Double": "DOUBLE",
+        "Triple": "TRIPLE",
+        "Quadruple": "QUADRUPLE",
+    },
+    "primary_purpose": {
+        "Treatment": "TREATMENT",
+        "Prevention": "PREVENTION",
+        "Supportive Care": "SUPPORTIVE_CARE",
+        "Diagnostic": "DIAGNOSTIC",
+        "Health Services Research": "HEALTH_SERVICES_RESEARCH",
+        "Educational/Counseling/Training": "ECT",
+        "Basic Science": "BASIC_SCIENCE",
+        "Screening": "SCREENING",
+        "Other": "OTHER",
+    },
+    "observational_model": {
+        "Cohort": "COHORT",
+        "Case-Only": "CASE_ONLY",
+        "Case-Control": "CASE_CONTROL",
+        "Family-Based": "FAMILY_BASED",
+        "Natural History": "NATURAL_HISTORY",
+        "Defined Population": "DEFINED_POPULATION",
+        "Case-Crossover": "CASE_CROSSOVER",
+        "Other": "OTHER",
+    },
+    "time_perspective": {
+        "Prospective": "PROSPECTIVE",
+        "Retrospective": "RETROSPECTIVE",
+        "Cross-Sectional": "CROSS_SECTIONAL",
+        "Other": "OTHER",
+    },
+}
+
+
 def expected_age(raw: str | None) -> float | None:
     if raw is None or raw.strip() == "N/A":
         return None
@@ -116,6 +164,16 @@ def test_xml_fields_equal_the_records_own(by_id: dict[str, Trial]) -> None:
         ):
             want = expected_age(root.findtext(f"eligibility/{tag}"))
             assert value == pytest.approx(want, abs=0.01), (file.name, tag)
+        for name, table in DESIGN.items():
+            raw = root.findtext(f"study_design_info/{name}")
+            if name == "masking" and raw:
+                raw = raw.split(" (")[0] if raw != "None (Open Label)" else raw  # who is masked
+            assert getattr(trial, name) == (table[raw] if raw else None), (file.name, name)
+        assert trial.acronym == root.findtext("acronym"), file.name
+        countries = tuple(c.text for c in root.findall("location_countries/country"))
+        assert trial.countries == (countries or None), file.name
+        arms = tuple(a.text for a in root.findall("arm_group/arm_group_label"))
+        assert trial.arms == (arms or None), file.name
         enrollment = root.find("enrollment")
         if enrollment is None:
             assert trial.enrollment is None, file.name
@@ -155,6 +213,21 @@ def test_json_fields_equal_the_records_own(by_id: dict[str, Trial]) -> None:
             assert trial.enrollment == info.get("count"), nct
         assert trial.title == ps["identificationModule"]["briefTitle"], nct
         assert trial.sponsor == ps["sponsorCollaboratorsModule"]["leadSponsor"]["name"], nct
+        assert trial.acronym == ps["identificationModule"].get("acronym"), nct
+        design = ps.get("designModule", {}).get("designInfo", {})
+        masking = design.get("maskingInfo", {}).get("masking")
+        assert trial.masking == masking, nct
+        for name, key in (
+            ("allocation", "allocation"),
+            ("intervention_model", "interventionModel"),
+            ("primary_purpose", "primaryPurpose"),
+            ("observational_model", "observationalModel"),
+            ("time_perspective", "timePerspective"),
+        ):
+            assert getattr(trial, name) == design.get(key), (nct, name)
+        places = ps.get("contactsLocationsModule", {}).get("locations", [])
+        countries = tuple(dict.fromkeys(p["country"] for p in places if p.get("country")))
+        assert trial.countries == (countries or None), nct
 
 
 def test_json_criteria_cover_the_eligibility_text(by_id: dict[str, Trial]) -> None:
