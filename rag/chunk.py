@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from rag import render
 from rag.types import Chunk, Criterion, Trial
 
 # all-MiniLM-L6-v2 reads 256 word pieces; ~150 words stay under 200 of them with a header.
@@ -77,41 +78,9 @@ def _criterion(
 
 
 def card_text(trial: Trial) -> str:
-    """The trial's stated fields as sentences; fields the record does not state are left out."""
-
-    def join(values: tuple[str, ...] | None) -> str | None:
-        return "; ".join(values) if values else None
-
-    ages = None
-    low, high = trial.min_age_years, trial.max_age_years
-    if low is not None and high is not None:
-        ages = f"{low:g} to {high:g} years"
-    elif low is not None:
-        ages = f"{low:g} years and older"
-    elif high is not None:
-        ages = f"up to {high:g} years"
-    volunteers = {True: "yes", False: "no", None: None}[trial.healthy_volunteers]
-    rows = [
-        ("Trial", trial.nct_id or trial.id),
-        ("Title", trial.title),
-        ("Official title", trial.official_title),
-        ("Status", trial.status),
-        ("Phase", trial.phase),
-        ("Study type", trial.study_type),
-        ("Enrollment", str(trial.enrollment) if trial.enrollment is not None else None),
-        ("Start date", trial.start_date),
-        ("Completion date", trial.completion_date),
-        ("Ages", ages),
-        ("Sex", trial.sex),
-        ("Healthy volunteers", volunteers),
-        ("Sponsor", trial.sponsor),
-        ("Collaborators", join(trial.collaborators)),
-        ("Investigators", join(trial.investigators)),
-        ("Conditions", join(trial.conditions)),
-        ("Interventions", join(trial.interventions)),
-        ("Primary outcomes", join(trial.primary_outcomes)),
-    ]
-    return "\n".join(f"{label}: {value}" for label, value in rows if value)
+    """The trial's fields as a person reads them, one "Label: value" line each; fields the
+    record leaves empty are left out, and values read from its own words say where."""
+    return "\n".join(line for _, line, _ in render.card_lines(trial))
 
 
 def _card(trial: Trial, title: str) -> Chunk:

@@ -46,20 +46,24 @@ def test_sub_criterion_carries_its_parents() -> None:
     assert plt.title.startswith("The purpose of this study is to observe")
 
 
-def test_card_states_only_what_the_record_states() -> None:
+def test_card_states_what_the_record_states_as_a_person_reads_it() -> None:
     text = card_text(seed("004"))
     assert text.splitlines()[:4] == [
         "Trial: T-ee5e47e5ae",
         "Title: A Multicenter, Randomized Controlled, Phase II Clinical Study of First-line "
         "Chemotherapy and Camrelizumab With or Without Radiotherapy in the Treatment of "
         "Oligometastatic Esophageal Cancer",
-        "Status: NOT_YET_RECRUITING",
-        "Phase: PHASE2",
+        "Status: Not yet recruiting",
+        "Phase: Phase 2",
     ]
-    assert "Enrollment" not in text and "Ages" not in text
-    assert "Healthy volunteers: no" in text
+    assert "Enrollment" not in text and "Start date" not in text
+    assert "Accepts healthy volunteers: No" in text
     assert "Collaborators: Huizhou Municipal Central Hospital; Jinhua" in text
+    # Values the page states only in its own words say where they were read.
+    assert "Ages: 18 to 75 years (from inclusion criterion 1)" in text
+    assert "Masking: None (open label) (from the summary)" in text
     assert "Ages: 18 to 125 years" in card_text(seed("000"))
+    assert "Start date: 1 August 2021" in card_text(seed("002"))
 
 
 def test_long_description_splits_at_sentences_with_overlap() -> None:
