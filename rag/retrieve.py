@@ -8,16 +8,13 @@ Two shapes of answer need two searches:
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
-from rag import normalize
 from rag.embed import Embedder, Vectors
-from rag.errors import RagError
+from rag.filters import Filters
 from rag.lexical import expand
 from rag.store import Index
 from rag.types import Hit, Trial
@@ -27,114 +24,6 @@ Method = Literal["hybrid", "dense", "lexical"]
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
 CANDIDATES = 200  # chunks each retriever contributes to the fusion
 PER_TRIAL = 3
-
-FILTER_KEYS = ("status", "phase", "type", "sex", "age", "condition", "intervention", "trial")
-
-
-class FilterError(RagError):
-    """A --filter that cannot be applied."""
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    status: frozenset[str] | None = None
-    phase: frozenset[str] | None = None
-    study_type: frozenset[str] | None = None
-    sex: str | None = None
-    age: float | None = None
-    condition: str | None = None
-    intervention: str | None = None
-    trial_ids: frozenset[str] | None = None
-
-    def check(self, trial: Trial) -> tuple[bool, tuple[str, ...]]:
-        """Does the trial pass, and what unstated fields were counted as fitting."""
-        notes: list[str] = []
-        if self.trial_ids is not None and not {trial.id, trial.nct_id} & self.trial_ids:
-            return False, ()
-        if self.status is not None and trial.status not in self.status:
-            return False, ()
-        if self.phase is not None:
-            phases = set((trial.phase or "").split("/"))
-            if not phases & self.phase:
-                return False, ()
-        if self.study_type is not None and trial.study_type not in self.study_type:
-            return False, ()
-        if self.sex is not None:
-            if trial.sex is None:
-                notes.append("sex not stated")
-            elif trial.sex not in {self.sex, "ALL"}:
-                return False, ()
-        if self.age is not None:
-            low, high = trial.min_age_years, trial.max_age_years
-            if (low is not None and self.age < low) or (high is not None and self.age > high):
-                return False, ()
-            if low is None and high is None:
-                notes.append("no age limits stated")
-            elif low is None:
-                notes.append("no minimum age stated")
-            elif high is None:
-                notes.append("no maximum age stated")
-        for term, values in (
-            (self.condition, (trial.conditions or ()) + _about(trial)),
-            (self.intervention, (trial.interventions or ()) + _about(trial)),
-        ):
-            if term is not None and not any(term in v.casefold() for v in values):
-                return False, ()
-        return True, tuple(notes)
-
-    @property
-    def active(self) -> bool:
-        return any(getattr(self, name) is not None for name in self.__slots__)
-
-
-def _about(trial: Trial) -> tuple[str, ...]:
-    return tuple(v for v in (trial.title, trial.official_title, trial.brief_summary) if v)
-
-
-def parse_filters(items: Sequence[str]) -> Filters:
-    """["status=recruiting", "age=78", "phase=2"] -> Filters; a clear error for anything else."""
-    values: dict[str, object] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key, raw = key.strip().lower(), raw.strip()
-        if not sep or not raw:
-            raise FilterError(f"Filter {item!r} is not KEY=VALUE, e.g. --filter status=recruiting")
-        if key not in FILTER_KEYS:
-            raise FilterError(f"Unknown filter {key!r}; use one of: {', '.join(FILTER_KEYS)}")
-        parts = [p.strip() for p in raw.split(",") if p.strip()]
-        if key == "status":
-            values["status"] = frozenset(s for p in parts if (s := normalize.status(p)))
-        elif key == "phase":
-            values["phase"] = frozenset(_phase(p, item) for p in parts)
-        elif key == "type":
-            values["study_type"] = frozenset(t for p in parts if (t := normalize.study_type(p)))
-        elif key == "sex":
-            sex = normalize.sex(raw)
-            if sex is None:
-                raise FilterError(f"Filter {item!r}: use sex=female, sex=male or sex=all")
-            values["sex"] = sex
-        elif key == "age":
-            try:
-                values["age"] = float(raw)
-            except ValueError:
-                raise FilterError(
-                    f"Filter {item!r}: give an age in years, e.g. --filter age=78"
-                ) from None
-        elif key == "trial":
-            values["trial_ids"] = frozenset(
-                p.upper() if p.upper().startswith("NCT") else p for p in parts
-            )
-        else:
-            values[key] = raw.casefold()
-    return Filters(**values)  # type: ignore[arg-type]
-
-
-def _phase(value: str, item: str) -> str:
-    text = value if re.search(r"phase|^n/?a$", value, re.I) else f"Phase {value}"
-    phase = normalize.phase(text)
-    if phase is None or "/" in phase:
-        raise FilterError(f"Filter {item!r}: use a phase such as phase=2, phase=PHASE3 or phase=NA")
-    return phase
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ from rag import store
 from rag.cli import app
 from rag.embed import SentenceEmbedder
 from rag.errors import RagError
+from rag.filters import parse_filters
 from rag.metrics import RetrievalScore, score
-from rag.retrieve import Method, Retriever, parse_filters
+from rag.retrieve import Method, Retriever
 
 GOLD = Path(__file__).resolve().parents[1] / "eval" / "retrieval.jsonl"
 NSCLC = (
@@ -109,27 +110,29 @@ def test_filters(seed_index: store.Index, embedder: SentenceEmbedder) -> None:
 
     assert trials("status=recruiting") == {"NCT03913182", "T-fcd9d254a2"}
     assert trials("status=not yet recruiting,unknown") == {"T-ee5e47e5ae", "NCT04984096"}
-    assert trials("phase=2") == {"NCT03913182", "T-fcd9d254a2", "T-ee5e47e5ae"}
+    # T-01c13b784d has no Phase field; its description says "phase Ⅱ" (001 line 7).
+    assert trials("phase=2") == {"NCT03913182", "T-01c13b784d", "T-fcd9d254a2", "T-ee5e47e5ae"}
     assert trials("phase=II", "type=interventional") == {"NCT03913182"}
     assert trials("trial=nct04984096") == {"NCT04984096"}
-    assert trials("condition=squamous") == {
-        "NCT03913182",
-        "NCT04984096",
-        "T-01c13b784d",
-        "T-fcd9d254a2",
-    }
+    # Stated conditions decide (NCT04984096 states "Esophageal Cancer"); a page that states
+    # none is read for them (001's summary, 003's title).
+    assert trials("condition=squamous") == {"NCT03913182", "T-01c13b784d", "T-fcd9d254a2"}
     assert trials("intervention=camrelizumab") == {"T-ee5e47e5ae"}
-    # NCT03913182 takes 18-125; the others state no maximum, or no ages at all.
-    assert trials("age=130") == {"NCT04984096", "T-01c13b784d", "T-fcd9d254a2", "T-ee5e47e5ae"}
-    assert trials("age=10") == {"T-01c13b784d", "T-fcd9d254a2", "T-ee5e47e5ae"}
+    # NCT03913182 takes 18-125 (page); 001 18~80 and 004 18-75 in their first inclusion
+    # criteria; NCT04984096 and 003 (over 18) state no maximum.
+    assert trials("age=130") == {"NCT04984096", "T-fcd9d254a2"}
+    assert trials("age=10") == set()
     groups = retriever.search_trials("age", filters=parse_filters(["age=78"]))
     notes = {g.trial.id: g.notes for g in groups}
     assert notes["NCT03913182"] == ()
     assert notes["NCT04984096"] == ("no maximum age stated",)
-    assert notes["T-fcd9d254a2"] == ("no age limits stated",)
-    # Every seed takes women, or does not say: that one passes with a note.
+    assert notes["T-fcd9d254a2"] == ("no maximum age stated", "ages from inclusion criterion 6")
+    assert "T-ee5e47e5ae" not in notes  # 78 is over its 75
+    # Every seed takes women: 001 says so in inclusion criterion 4 ("both men and women").
     groups = retriever.search_trials("x", filters=parse_filters(["sex=female"]))
-    assert {g.trial.id: g.notes for g in groups if g.notes} == {"T-01c13b784d": ("sex not stated",)}
+    assert {g.trial.id: g.notes for g in groups if g.notes} == {
+        "T-01c13b784d": ("sex from inclusion criterion 4",)
+    }
     assert len(groups) == 5
     assert trials("sex=male", "trial=NCT03913182,T-01c13b784d") == {"NCT03913182", "T-01c13b784d"}
 
@@ -158,7 +161,12 @@ def test_search_command_json(seed_index_root: Path, monkeypatch: pytest.MonkeyPa
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 4
     assert set(rows[0]) >= {"trial_id", "chunk_id", "section", "criterion_id", "score", "text"}
-    assert {r["trial_id"] for r in rows} <= {"NCT03913182", "T-fcd9d254a2", "T-ee5e47e5ae"}
+    assert {r["trial_id"] for r in rows} <= {
+        "NCT03913182",
+        "T-01c13b784d",
+        "T-fcd9d254a2",
+        "T-ee5e47e5ae",
+    }
     assert any("ECOG" in r["text"] for r in rows)
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
 
