@@ -41,8 +41,26 @@ EXPANSIONS: dict[str, tuple[str, ...]] = {
     "non-small cell lung cancer": ("nsclc",),
     "sclc": ("small cell lung cancer",),
     "platelet": ("platelets", "plt"),
+    "plt": ("platelet", "platelets"),
+    "haemoglobin": ("hemoglobin", "hb", "hgb"),
+    "hb": ("hemoglobin", "haemoglobin"),
+    "anc": ("neutrophil", "neutrophils", "absolute neutrophil count"),
+    "mets": ("metastases", "metastasis", "metastatic"),
+    "metastases": ("metastasis", "metastatic"),
+    "metastatic": ("metastases", "metastasis"),
+    "metastasis": ("metastases", "metastatic"),
+    "bmi": ("body mass index",),
+    "body mass index": ("bmi",),
+    "survive": ("life expectancy", "survival", "expected survival"),
+    "expected to live": ("life expectancy", "survival", "expected survival"),
+    "expected survival": ("life expectancy",),
+    "survival time": ("life expectancy",),
+    "tb": ("tuberculosis",),
+    "sintilimab": ("sindilimab",),
+    "sindilimab": ("sintilimab",),
     "platelets": ("platelet", "plt"),
     "hemoglobin": ("haemoglobin", "hb", "hgb"),
+    "liver": ("hepatic", "bilirubin", "alt", "ast"),
     "neutrophil": ("neutrophils", "anc", "absolute neutrophil count"),
     "brain metastases": ("brain metastasis", "cns metastases", "central nervous system"),
     "hepatitis b": ("hbv", "hbsag"),
@@ -61,6 +79,93 @@ EXPANSIONS: dict[str, tuple[str, ...]] = {
     "chemotherapy": ("chemo",),
     "radiotherapy": ("radiation", "irradiation"),
 }  # fmt: skip
+
+
+# Words of an eligibility topic that frame it rather than name what it is about: a criterion
+# must share another word with the topic to speak to it.
+GENERIC = frozenset(
+    """prior previous previously treatment treatments therapy therapies inhibitor inhibitors
+    history received receive receiving use used using drug drugs agent agents past any already
+    had have having been patients patient people person someone accepted before anti positive
+    negative treated treat treating""".split()
+) | frozenset(
+    # Qualifiers: they say which cases of a thing, not what the thing is ("active hepatitis B"
+    # must meet "hepatitis", not any criterion saying "active").
+    """active symptomatic uncontrolled untreated known current chronic severe stable controlled
+    significant clinically serious acute mild moderate""".split()
+)
+
+# Abbreviations and the names they stand for, and spellings of one word: a text naming either
+# matches a question naming the other (trial names, listing filters).
+ABBREVIATIONS: dict[str, str] = {
+    "escc": "esophageal squamous cell carcinoma",
+    "nsclc": "non-small cell lung cancer",
+    "sclc": "small cell lung cancer",
+    "hcc": "hepatocellular carcinoma",
+    "crc": "colorectal cancer",
+    "rcc": "renal cell carcinoma",
+    "aml": "acute myeloid leukemia",
+    "cll": "chronic lymphocytic leukemia",
+    "copd": "chronic obstructive pulmonary disease",
+    "hiv": "human immunodeficiency virus",
+    "ild": "interstitial lung disease",
+    "rt": "radiotherapy",
+    "sbrt": "stereotactic body radiotherapy",
+}
+SPELLINGS: dict[str, str] = {
+    "oesophageal": "esophageal",
+    "oesophagus": "esophagus",
+    "haemoglobin": "hemoglobin",
+    "tumour": "tumor",
+    "tumours": "tumors",
+    "randomised": "randomized",
+    "sintilimab": "sindilimab",
+    "carcinoma": "cancer",
+    "carcinomas": "cancer",
+    "cancers": "cancer",
+    "neoplasm": "cancer",
+    "neoplasms": "cancer",
+    "leukaemia": "leukemia",
+    "paediatric": "pediatric",
+    "radiation": "radiotherapy",
+    "chemo": "chemotherapy",
+}
+_ABBREVIATED = {name: abbreviation for abbreviation, name in ABBREVIATIONS.items()}
+
+
+@lru_cache(maxsize=250_000)
+def name_tokens(text: str) -> frozenset[str]:
+    """The tokens of a name as matched across spellings and abbreviations: 'Oesophageal
+    Squamous Cell Carcinoma' also gives 'escc', 'esophageal' and 'cancer'."""
+    tokens = [SPELLINGS.get(t, t) for t in tokenize(text)]
+    folded = " ".join(tokenize(text))
+    extra = [a for name, a in _ABBREVIATED.items() if name in folded]
+    return frozenset(tokens + extra)
+
+
+# Endings folded to match a word's forms ("pregnancy" ~ "pregnant", "lactation" ~
+# "lactating"), longest first; a stem keeps at least STEM_MIN letters.
+_ENDINGS = (
+    "ations", "ation", "ating", "ances", "ancy", "ance", "ants", "ant", "ings", "ing", "ies",
+    "ied", "ed", "es", "s",
+)  # fmt: skip
+STEM_MIN = 4
+
+
+def stem(token: str) -> str:
+    """A crude stem: the token without one common ending (hyphenated tokens stay whole)."""
+    if "-" in token or not token.isalpha():
+        return token
+    for ending in _ENDINGS:
+        if token.endswith(ending) and len(token) - len(ending) >= STEM_MIN:
+            return token[: -len(ending)]
+    return token
+
+
+@lru_cache(maxsize=250_000)
+def stem_set(text: str) -> frozenset[str]:
+    """The stems of a text's tokens, remembered like token_set."""
+    return frozenset(stem(t) for t in token_set(text))
 
 
 @lru_cache(maxsize=250_000)
