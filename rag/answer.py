@@ -1,130 +1,74 @@
-"""Question -> Answer with checked citations.
+"""Question -> Answer with checked citations: understand, plan, retrieve, generate, check.
 
-Two kinds of question:
-- about one trial (named by id, sponsor, drug or title words, or the trial under discussion):
-  retrieve within that trial and let the backend answer from the passages;
-- over the corpus ("which trials allow prior PD-1 inhibitors?"): check every trial that passes
-  the filters and give each a verdict (allows, excludes, requires, not stated) with the
-  deciding criterion cited, then a summary line.
+The question stage (rag.understand) says what was asked; the answer follows its kind:
 
-Citations follow paper-qa: passages are numbered, the backend cites [n], and any marker that
-maps to no retrieved passage is removed and reported. When nothing retrieved supports an
-answer the answer is one fixed sentence, which tells apart "no trial matches" from "the
-record does not state this".
+- field: the trial's fields (stated, or read from its own words with where), citing the card
+  or the passage they were read from;
+- criterion: the criterion that speaks to the topic, with the threshold it sets;
+- yes_no: "Yes", "No" or "The record does not say", then the field or criterion that decides;
+- list, count, exists over fields: every trial whose structured fields fit, each citing its
+  card; the count first;
+- scan, count, exists over eligibility: a verdict for every trial that passes the filters
+  (allows, allows with conditions, requires, excludes, not stated) with the deciding passage;
+- compare: each named trial's value side by side;
+- a name that fits several trials lists them and asks which; a name that fits none, or a
+  question outside the records, gets a fixed sentence, never an answer about another trial.
+
+What the records say is found here and in rag.verdicts; the backend writes the words (the
+extractive default phrases the facts; a model backend writes from the passages) and every
+marker it writes is checked against the passages it was given.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections import Counter
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
 from typing import Any
 
-from rag.chunk import short_title
+from rag import render
+from rag.citations import (
+    CANNOT_ANSWER,
+    NAME_THE_TRIAL,
+    NO_TRIAL_MATCHES,
+    NO_TRIAL_NAMED,
+    NOT_STATED,
+    check_citations,
+    parse_verdicts,
+    summary_line,
+)
 from rag.embed import Embedder
-from rag.lexical import expansion_terms, token_set, tokenize
-from rag.llm.base import Backend, Passage, Task
-from rag.llm.extractive import card_fields_asked, topic_terms
-from rag.retrieve import Filters, Retriever, TrialHits
+from rag.filters import DESIGNS, FILTER_KEYS, FilterError, Filters, from_mapping
+from rag.lexical import EXPANSIONS, expansion_terms, stem, stem_set, token_set, tokenize
+from rag.llm.base import Backend, BackendError, Fact, Passage, Task, TaskKind
+from rag.retrieve import Retriever
 from rag.store import Index
-from rag.types import Chunk, Hit, Trial
-
-CANNOT_ANSWER = (
-    "I cannot answer this from the trial records: no retrieved passage supports an answer."
+from rag.types import Answer, Chunk, Derived, Hit, Trial, Verdict
+from rag.understand import (
+    FRAME,
+    KINDS,
+    Patient,
+    Question,
+    Vocabulary,
+    plan_schema,
+    understand,
 )
-NO_TRIAL_MATCHES = "No trial in the corpus matches this question."
-NOT_STATED = "The record of {trial} does not state this."
+from rag.verdicts import Decision, decide, threshold, topic_terms, yes_no
+
 MAX_TOPIC_CRITERIA = 6  # criteria naming the topic added per trial, beyond the best four
-
-_CORPUS_WIDE = re.compile(
-    r"^\s*(?:(?:which|what|list(?: the| all)?|are there any|do any|does any|how many|any)\s+"
-    r"(?:of the\s+)?(?:[\w-]+\s+){0,2}?(?:trials|studies)\b|which\s+(?:trial|study)\b)",
-    re.IGNORECASE,
-)
-_EXISTS = re.compile(
-    r"^\s*(?:is|are)\s+there\s+(?:a|an|any)?\s*(?:trials?|studies|study)\s+"
-    r"(?:of|for|on|with|testing|using|about|in)\b",
-    re.IGNORECASE,
-)
-_TRIAL_ID = re.compile(r"\b(NCT\d{8}|T-[0-9a-f]{10})\b", re.IGNORECASE)
-# Words that ask or frame rather than name what is asked about.
-_FRAME = frozenset(
-    """which what who whom whose when where how many much list any there allow allows allowed
-    accept accepts accepted permit permits exclude excludes excluded include includes included
-    require requires required need needs needed take takes let lets enrol enroll enrolls
-    enrolled eligible eligibility criteria criterion trial trials study studies does do did is
-    are was would could can should i me my someone person patient patients participant
-    participants year-old year old years-old it its this that the a an of for in on to and or
-    about tell give say says state states stated record phase status sponsor sponsors
-    enrollment start end ends completion age ages sex gender type outcome outcomes endpoint
-    conditions interventions collaborators requirement requirements people plan plans planned
-    need needs principal investigator investigators currently""".split()
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Citation:
-    marker: int
-    trial_id: str
-    chunk_id: str
-    criterion_id: str | None
-    section: str
-    text: str
-    span: tuple[int, int] | None
-    title: str
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    trial_id: str
-    verdict: str
-    criterion_id: str | None
-    marker: int | None = None
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    question: str
-    text: str
-    citations: tuple[Citation, ...] = ()
-    verdicts: tuple[Verdict, ...] = ()
-    abstained: bool = False
-    hits: tuple[Hit, ...] = ()
-    removed_markers: tuple[int, ...] = ()
-    trial_id: str | None = None  # the trial the answer is about, for follow-ups
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "answer": self.text,
-            "citations": [
-                {
-                    "marker": c.marker,
-                    "trial_id": c.trial_id,
-                    "chunk_id": c.chunk_id,
-                    "criterion_id": c.criterion_id,
-                    "section": c.section,
-                    "text": c.text,
-                    "span": list(c.span) if c.span else None,
-                }
-                for c in self.citations
-            ],
-            "verdicts": [
-                {"trial_id": v.trial_id, "verdict": v.verdict, "criterion_id": v.criterion_id}
-                for v in self.verdicts
-            ],
-            "abstained": self.abstained,
-        }
+MAX_LISTED_TRIALS = 100  # trials a listing shows; the count says how many fit in all
 
 
 @dataclass
 class Conversation:
-    """What follow-up questions resolve against: the trial under discussion."""
+    """What follow-up questions resolve against: the trial under discussion, the last
+    question."""
 
     trial_id: str | None = None
+    question: Question | None = None
     history: list[Answer] = field(default_factory=list)
 
 
@@ -133,14 +77,47 @@ def prompt(name: str) -> str:
     return resources.files("rag.prompts").joinpath(f"{name}.md").read_text(encoding="utf-8")
 
 
+class _Numbering:
+    """Passages numbered for citing, each chunk once."""
+
+    def __init__(self) -> None:
+        self.passages: list[Passage] = []
+        self._markers: dict[str, int] = {}
+
+    def add(self, chunk: Chunk) -> int:
+        if chunk.id not in self._markers:
+            self._markers[chunk.id] = len(self.passages) + 1
+            self.passages.append(Passage(len(self.passages) + 1, chunk))
+        return self._markers[chunk.id]
+
+    def all(self) -> tuple[Passage, ...]:
+        return tuple(self.passages)
+
+
 class Assistant:
-    """Retriever + backend: ask() returns an Answer whose citations are all checked."""
+    """Understanding + retrieval + a backend: ask() returns an Answer whose citations are all
+    checked."""
 
     def __init__(self, index: Index, embedder: Embedder, backend: Backend, k: int = 8) -> None:
         self.index = index
         self.retriever = Retriever(index, embedder)
         self.backend = backend
         self.k = k
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        """The index's names and values, counted once (the index does not change)."""
+        return Vocabulary(self.index.trials)
+
+    def understand(self, question: str, conversation: Conversation | None = None) -> Question:
+        """The typed question: the rules, or a model's plan when the backend plans and its
+        plan is valid."""
+        trial = conversation.trial_id if conversation else None
+        previous = conversation.question if conversation else None
+        rules = understand(question, self.vocabulary, trial=trial, previous=previous)
+        if getattr(self.backend, "plans", False):
+            return self._plan(question, rules, trial) or rules
+        return rules
 
     def ask(
         self,
@@ -168,177 +145,467 @@ class Assistant:
         conversation: Conversation | None = None,
     ) -> Generator[str, None, Answer]:
         """Yield the raw answer text as the backend writes it; return the checked Answer."""
-        if _EXISTS.search(question) and not _TRIAL_ID.search(question):
-            answer = yield from self._exists(question, filters)
-        elif _CORPUS_WIDE.search(question) and not _TRIAL_ID.search(question):
-            answer = yield from self._verdicts(question, filters)
-        else:
-            answer = yield from self._single(question, filters, k or self.k, conversation)
+        understood = self.understand(question, conversation)
+        if filters is not None and filters.active:
+            understood = replace(understood, filters=understood.filters.merged(filters))
+        answer = yield from self._answer(understood, k or self.k)
+        answer = replace(answer, question=question, understood=understood)
         if conversation is not None:
             conversation.history.append(answer)
+            conversation.question = understood
             if answer.trial_id:
                 conversation.trial_id = answer.trial_id
         return answer
 
-    # --- one trial, or the best passages of the corpus -------------------------------------
+    # --- by kind --------------------------------------------------------------------------
 
-    def _single(
-        self,
-        question: str,
-        filters: Filters | None,
-        k: int,
-        conversation: Conversation | None,
-    ) -> Generator[str, None, Answer]:
-        trial = self.resolve_trial(question)
-        if trial is None and conversation is not None and conversation.trial_id:
-            trial = self.index.trials.get(conversation.trial_id)
-        scope = filters or Filters()
-        if trial is not None:
-            scope = Filters(**{**_fields(scope), "trial_ids": frozenset({trial.id})})
-        hits = self.retriever.search(question, k=k, filters=scope, per_trial=k)
-        if trial is not None:
-            hits = _with_card(self.index, trial, hits)
+    def _answer(self, q: Question, k: int) -> Generator[str, None, Answer]:
+        if q.kind == "out_of_scope":
+            return (yield from _fixed(q, CANNOT_ANSWER))
+        if q.unknown and not q.trials:
+            return (yield from _fixed(q, NO_TRIAL_NAMED.format(name=q.unknown)))
+        if q.candidates and not q.trials:
+            return (yield from self._ambiguous(q))
+        if q.kind in ("list", "count", "exists") and not q.eligibility:
+            return (yield from self._listing(q))
+        if q.kind in ("scan", "count", "exists"):
+            return (yield from self._scan(q))
+        if q.kind == "compare":
+            return (yield from self._compare(q, k))
+        trial = self.index.trials.get(q.trials[0]) if q.trials else None
+        if trial is None and q.kind in ("field", "yes_no"):
+            return (yield from _fixed(q, NAME_THE_TRIAL))
+        if trial is not None and q.kind == "field":
+            return (yield from self._fields(q, trial))
+        if trial is not None and q.kind == "yes_no" and q.fields and not q.eligibility:
+            return (yield from self._yes_no_fields(q, trial))
+        if trial is not None and q.kind == "yes_no":
+            return (yield from self._yes_no(q, trial, k))
+        return (yield from self._lookup(q, trial, k))
+
+    def _fields(self, q: Question, trial: Trial) -> Generator[str, None, Answer]:
+        """A trial's fields, each citing the card or the words it was read from."""
+        numbering = _Numbering()
+        facts, missing = self._field_facts(q.fields, trial, numbering)
+        if not facts:
+            return (yield from _fixed(q, NOT_STATED.format(trial=render.trial_name(trial)), trial))
+        answer = yield from self._generate(q, "answer", numbering, facts)
+        if missing:
+            labels = ", ".join(render.FIELD_LABELS[f].lower() for f in missing)
+            answer = replace(answer, text=f"{answer.text} It does not state its {labels}.")
+        return replace(answer, trial_id=trial.id)
+
+    def _field_facts(
+        self, names: tuple[str, ...], trial: Trial, numbering: _Numbering
+    ) -> tuple[list[Fact], list[str]]:
+        facts, missing = [], []
+        for name in names:
+            text, sources = render.field_text(trial, name)
+            if text is None and name in _SAME_THING:
+                # People say "official title" for the title, and the other way round.
+                name = _SAME_THING[name]
+                text, sources = render.field_text(trial, name)
+            if text is None:
+                missing.append(name)
+                continue
+            found = sources[0] if sources else None
+            chunk = self._source(trial, found)
+            facts.append(
+                Fact(
+                    kind="field",
+                    trial_id=trial.id,
+                    name=render.trial_name(trial),
+                    label=render.FIELD_LABELS[name],
+                    value=text,
+                    marker=numbering.add(chunk),
+                    quote=found.quote if found else "",
+                    where=render.where(found) if found else "",
+                )
+            )
+        return facts, missing
+
+    def _source(self, trial: Trial, found: Derived | None) -> Chunk:
+        """The chunk a value was read from: the card, a criterion, or a prose piece."""
+        if found is None or found.source in ("title", "official_title"):
+            return self.index.card(trial.id)
+        for chunk in self._chunks(trial.id):
+            if found.criterion_id and chunk.criterion_id == found.criterion_id:
+                return chunk
+            if chunk.field == found.source and chunk.span is not None:
+                if chunk.span[0] <= found.span[0] and found.span[1] <= chunk.span[1]:
+                    return chunk
+        return self.index.card(trial.id)
+
+    def _chunks(self, trial_id: str) -> list[Chunk]:
+        return [self.index.chunks[i] for i in self.index.trial_chunks[trial_id]]
+
+    def _yes_no_fields(self, q: Question, trial: Trial) -> Generator[str, None, Answer]:
+        """'Is it recruiting?', 'Is it open-label?': the field, and whether it says yes."""
+        numbering = _Numbering()
+        facts, missing = self._field_facts(q.fields, trial, numbering)
+        truths = [_field_truth(q, trial, name) for name in q.fields if name not in missing]
+        if not facts:
+            return (yield from _fixed(q, NOT_STATED.format(trial=render.trial_name(trial)), trial))
+        known = [t for t in truths if t is not None]
+        if False in known:
+            lead = "No."
+        elif known:
+            lead = "Yes."  # every field the question names a value for says yes
+        else:
+            lead = ""
+        answer = yield from self._generate(q, "answer", numbering, facts, lead)
+        return replace(answer, trial_id=trial.id)
+
+    def _yes_no(self, q: Question, trial: Trial, k: int) -> Generator[str, None, Answer]:
+        """'Can someone with X join?': the verdict on the trial, then the deciding words."""
+        hits = self._trial_hits(q, trial, k)
+        chunks = _ordered(hits, self._chunks(trial.id))
+        decision = decide(q, trial, chunks, self.index.card(trial.id))
+        numbering = _Numbering()
+        facts = self._verdict_facts(trial, decision, numbering)
+        lead = yes_no(decision.verdict) + "."
+        if decision.verdict == "not stated":
+            text = f"The record does not say: nothing in the criteria of {render.trial_name(trial)}"
+            text += " speaks to this."
+            return (yield from _fixed(q, text, trial, hits))
+        answer = yield from self._generate(q, "answer", numbering, facts, lead, hits)
+        verdict = _verdict(trial.id, decision, numbering)
+        return replace(answer, trial_id=trial.id, verdicts=(verdict,))
+
+    def _verdict_facts(self, trial: Trial, decision: Decision, numbering: _Numbering) -> list[Fact]:
+        name = render.trial_name(trial)
+        facts = []
+        for chunk in decision.chunks:
+            facts.append(
+                Fact(
+                    kind="verdict",
+                    trial_id=trial.id,
+                    name=name,
+                    label=_where(chunk),
+                    value=decision.verdict,
+                    marker=numbering.add(chunk),
+                    quote=chunk.text,
+                    note=decision.note,
+                )
+            )
+        return facts
+
+    def _lookup(self, q: Question, trial: Trial | None, k: int) -> Generator[str, None, Answer]:
+        """The criterion (or passage) that speaks to the topic, with its threshold."""
+        hits = self._trial_hits(q, trial, k) if trial else self._corpus_hits(q, k)
         if not hits:
-            text = NO_TRIAL_MATCHES
-            yield text
-            return Answer(question, text, abstained=True)
-        asked = content_terms(question, trial)
-        if trial is not None:
-            hits = _with_naming_criteria(self.index, trial, hits, asked)
-            if _asks_unstated_field(self.index, trial, question):
-                text = NOT_STATED.format(trial=_name(trial))
-                yield text
-                return Answer(question, text, abstained=True, hits=tuple(hits), trial_id=trial.id)
-        supported = [h for h in hits if _supports(asked, h.chunk)]
-        if not supported:
-            text = NOT_STATED.format(trial=_name(trial)) if trial else CANNOT_ANSWER
-            yield text
-            return Answer(question, text, abstained=True, hits=tuple(hits), trial_id=_id(trial))
-        passages = tuple(Passage(n, h.chunk) for n, h in enumerate(supported, start=1))
+            return (yield from _fixed(q, NO_TRIAL_MATCHES))
+        asked = _asked_terms(q, trial, self.vocabulary)
+        supported = [h for h in hits if asked & token_set(h.chunk.text)]
+        ranked = _ranked(q, supported, asked)
+        if not ranked:
+            text = NOT_STATED.format(trial=render.trial_name(trial)) if trial else CANNOT_ANSWER
+            return (yield from _fixed(q, text, trial, hits))
+        best = ranked[0].chunk
+        numbering = _Numbering()
+        fact = _criterion_fact(self.index.trials[best.trial_id], best, asked, numbering)
+        for hit in supported:
+            numbering.add(hit.chunk)
+        lead = "Yes." if re.match(r"^\s*(?:is|are)\s+there\b", q.text, re.IGNORECASE) else ""
+        answer = yield from self._generate(q, "answer", numbering, [fact], lead, hits)
+        return replace(answer, trial_id=trial.id if trial else None)
+
+    def _trial_hits(self, q: Question, trial: Trial, k: int) -> list[Hit]:
+        """Retrieved within the trial, its card added, and every criterion naming the topic."""
+        scope = q.filters.merged(Filters(trial_ids=frozenset({trial.id})))
+        scope = replace(scope, about=None, condition=None, intervention=None, sponsor=None)
+        hits = self.retriever.search(q.text, k=k, filters=scope, per_trial=k)
+        if not any(h.chunk.kind == "card" for h in hits):
+            hits.append(Hit(chunk=self.index.card(trial.id), score=0.0))
+        asked = _asked_terms(q, trial, self.vocabulary)
+        seen = {h.chunk.id for h in hits}
+        extra = [
+            (len(asked & token_set(c.text)), c)
+            for c in self._chunks(trial.id)
+            if c.kind == "criterion" and c.id not in seen and asked & token_set(c.text)
+        ]
+        extra.sort(key=lambda pair: -pair[0])
+        return hits + [Hit(chunk=c, score=0.0) for _, c in extra[:MAX_TOPIC_CRITERIA]]
+
+    def _corpus_hits(self, q: Question, k: int) -> list[Hit]:
+        return self.retriever.search(q.text, k=k, filters=q.filters)
+
+    def _compare(self, q: Question, k: int) -> Generator[str, None, Answer]:
+        """Each named trial's value side by side."""
+        numbering = _Numbering()
+        facts: list[Fact] = []
+        verdicts = []
+        for trial_id in q.trials:
+            trial = self.index.trials[trial_id]
+            if q.fields:
+                found, missing = self._field_facts(q.fields, trial, numbering)
+                facts += found or [_unstated(trial, ", ".join(missing))]
+            elif not q.patient.empty:
+                chunks = _ordered(self._trial_hits(q, trial, k), self._chunks(trial.id))
+                decision = decide(q, trial, chunks, self.index.card(trial.id))
+                facts += self._verdict_facts(trial, decision, numbering) or [
+                    _unstated(trial, "this")
+                ]
+                verdicts.append(_verdict(trial.id, decision, numbering))
+            else:
+                facts.append(self._best_criterion(q, trial, k, numbering))
+        answer = yield from self._generate(q, "answer", numbering, facts)
+        return replace(answer, verdicts=tuple(verdicts))
+
+    def _best_criterion(self, q: Question, trial: Trial, k: int, numbering: _Numbering) -> Fact:
+        hits = self._trial_hits(q, trial, k)
+        asked = _asked_terms(q, trial, self.vocabulary)
+        ranked = _ranked(q, [h for h in hits if asked & token_set(h.chunk.text)], asked)
+        if not ranked:
+            return _unstated(trial, "this")
+        return _criterion_fact(trial, ranked[0].chunk, asked, numbering)
+
+    def _ambiguous(self, q: Question) -> Generator[str, None, Answer]:
+        """Several trials fit the name: list them (with the asked fields) and ask which."""
+        numbering = _Numbering()
+        shown = q.fields[0] if q.fields else None
+        facts = [self._trial_fact(self.index.trials[t], shown, numbering) for t in q.candidates]
+        lead = f"{len(facts)} trials fit the name you gave; which one do you mean?"
+        answer = yield from self._generate(q, "answer", numbering, facts, lead)
+        return replace(answer, abstained=True)  # no answer yet: the trial is to be named
+
+    def _listing(self, q: Question) -> Generator[str, None, Answer]:
+        """Every trial whose fields fit the filters, each citing its card."""
+        fitting = [t for _, t in sorted(self.index.trials.items()) if q.filters.check(t)[0]]
+        if not fitting:
+            return (yield from _fixed(q, NO_TRIAL_MATCHES))
+        numbering = _Numbering()
+        shown = _shown_field(q.filters)
+        facts = [self._trial_fact(t, shown, numbering) for t in fitting[:MAX_LISTED_TRIALS]]
+        n = len(fitting)
+        trials = f"{n} trial{'s' if n != 1 else ''}"
+        lead = {
+            "count": f"{trials} match.",
+            "exists": f"Yes: {trials} match:",
+        }.get(q.kind, f"{trials} match:")
+        if n > MAX_LISTED_TRIALS:
+            lead += f" (the first {MAX_LISTED_TRIALS} are listed)"
+        return (yield from self._generate(q, "answer", numbering, facts, lead))
+
+    def _trial_fact(self, trial: Trial, field: str | None, numbering: _Numbering) -> Fact:
+        """A trial in a list, with the field that puts it there, citing where that is read."""
+        label, value, found = _listed_field(trial, field)
+        return Fact(
+            kind="trial",
+            trial_id=trial.id,
+            name=render.trial_name(trial),
+            label=label,
+            value=value,
+            marker=numbering.add(self._source(trial, found)),
+            where=render.where(found) if found else "",
+        )
+
+    def _scan(self, q: Question) -> Generator[str, None, Answer]:
+        """Every trial that passes the filters, with its verdict and deciding passage."""
+        query = q.topic or q.text
+        groups = self.retriever.search_trials(query, filters=q.filters, per_trial=4)
+        if not groups:
+            return (yield from _fixed(q, NO_TRIAL_MATCHES))
+        terms = _scan_terms(q)
+        numbering = _Numbering()
+        facts: list[Fact] = []
+        trials: list[dict[str, Any]] = []
+        for group in groups:
+            trial = group.trial
+            card = self.index.card(trial.id)
+            chunks = _ordered(list(group.hits), self._chunks(trial.id))
+            decision = decide(q, trial, chunks, card)
+            numbering.add(card)
+            best = [h.chunk for h in group.hits if h.chunk.kind == "criterion"]
+            naming = [
+                c
+                for c in chunks
+                if c.kind == "criterion" and c not in best and terms & token_set(c.text)
+            ]
+            for chunk in (*decision.chunks, *best, *naming[:MAX_TOPIC_CRITERIA]):
+                numbering.add(chunk)
+            first = decision.chunks[0] if decision.chunks else None
+            facts.append(
+                Fact(
+                    kind="verdict",
+                    trial_id=trial.id,
+                    name=render.trial_name(trial),
+                    label=_where(first) if first else "",
+                    value=decision.verdict,
+                    marker=numbering.add(first) if first else None,
+                    quote=first.text if first else "",
+                    note=decision.note,
+                )
+            )
+            trials.append({"id": trial.id, "name": render.trial_name(trial)})
+        passages = numbering.all()
         task = Task(
-            kind="answer",
-            question=question,
+            kind="verdicts",
+            question=q.text,
             passages=passages,
-            messages=_messages("answer", question, passages),
-            options={"asked": sorted(asked)},
+            messages=_messages("verdicts", q, passages),
+            understood=q,
+            facts=tuple(facts),
+        )
+        raw = yield from _relay(self.backend.generate(task))
+        verdicts = parse_verdicts(raw, trials, passages, terms)
+        text, citations, removed = check_citations(raw, passages)
+        lines = [ln for ln in text.splitlines() if not re.match(r"\d+ trials? checked:", ln)]
+        lead = _scan_lead(q, verdicts)
+        text = "\n".join(([lead] if lead else []) + lines + [summary_line(verdicts)])
+        nothing = all(v.verdict == "not stated" for v in verdicts)
+        if nothing and q.kind != "count":
+            text, citations = NO_TRIAL_MATCHES, ()
+        return Answer(
+            q.text,
+            text,
+            citations=citations,
+            verdicts=verdicts,
+            abstained=nothing and q.kind != "count",
+            hits=tuple(h for g in groups for h in g.hits),
+            removed_markers=removed,
+        )
+
+    # --- the backend ------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        q: Question,
+        kind: TaskKind,
+        numbering: _Numbering,
+        facts: list[Fact],
+        lead: str = "",
+        hits: list[Hit] | None = None,
+    ) -> Generator[str, None, Answer]:
+        passages = numbering.all()
+        task = Task(
+            kind=kind,
+            question=q.text,
+            passages=passages,
+            messages=_messages(kind, q, passages, facts, lead),
+            understood=q,
+            facts=tuple(facts),
+            lead=lead,
         )
         raw = yield from _relay(self.backend.generate(task))
         text, citations, removed = check_citations(raw, passages)
         abstained = not citations
-        if abstained and trial is not None:
-            text = NOT_STATED.format(trial=_name(trial))
-        elif abstained:
-            text = CANNOT_ANSWER
+        if abstained:
+            trial = self.index.trials.get(q.trials[0]) if len(q.trials) == 1 else None
+            text = NOT_STATED.format(trial=render.trial_name(trial)) if trial else CANNOT_ANSWER
+        cited = {c.trial_id for c in citations}
         return Answer(
-            question,
+            q.text,
             text,
             citations=citations,
             abstained=abstained,
-            hits=tuple(hits),
+            hits=tuple(hits or [Hit(p.chunk, 0.0) for p in passages]),
             removed_markers=removed,
-            trial_id=_id(trial)
-            or (
-                supported[0].chunk.trial_id
-                if len({h.chunk.trial_id for h in supported}) == 1
-                else None
-            ),
+            trial_id=cited.pop() if len(cited) == 1 else None,
         )
 
-    def resolve_trial(self, question: str) -> Trial | None:
-        """The trial a question names: by id, else by words only its fields share."""
-        found = _TRIAL_ID.search(question)
-        if found:
-            return self.index.find_trial(found.group(1))
-        words = {w for w in tokenize(question) if len(w) > 2} - _FRAME
-        if not words:
-            return None
-        scores: dict[str, float] = {}
-        names, document_frequency = self._names
-        for trial_id, tokens in names.items():
-            for word in words & tokens:
-                # A word that names one trial decides; one shared by many says little.
-                if document_frequency[word] <= max(2, len(names) // 4):
-                    scores[trial_id] = scores.get(trial_id, 0.0) + 1.0 / document_frequency[word]
-        ranked = sorted(scores.items(), key=lambda kv: -kv[1])
-        if not ranked or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
-            return None
-        return self.index.trials[ranked[0][0]]
-
-    @cached_property
-    def _names(self) -> tuple[dict[str, frozenset[str]], Counter[str]]:
-        """Each trial's naming tokens, and in how many trials each token is: the index does
-        not change, so this is counted once, not for every question."""
-        names = {tid: frozenset(_naming_tokens(t)) for tid, t in self.index.trials.items()}
-        document_frequency: Counter[str] = Counter()
-        for tokens in names.values():
-            document_frequency.update(tokens)
-        return names, document_frequency
-
-    # --- "is there a trial of ..." ---------------------------------------------------------
-
-    def _exists(self, question: str, filters: Filters | None) -> Generator[str, None, Answer]:
-        """Trials whose title, sponsor, conditions, interventions or summary name the topic."""
-        wanted = {w for w in tokenize(_EXISTS.sub("", question)) if len(w) > 2} - _FRAME
-        matches = []
-        for trial in self.index.trials.values():
-            if filters is not None and not filters.check(trial)[0]:
-                continue
-            if wanted and wanted <= self._names[0][trial.id] | _naming_parts(trial):
-                matches.append(trial)
-        if not matches:
-            yield NO_TRIAL_MATCHES
-            return Answer(question, NO_TRIAL_MATCHES, abstained=True)
-        passages = tuple(Passage(n, self.index.card(t.id)) for n, t in enumerate(matches, start=1))
-        raw = "\n".join(f"- {p.chunk.trial_id}: {p.chunk.title} [{p.marker}]" for p in passages)
-        raw = f"{len(matches)} trial{'s' if len(matches) != 1 else ''} match:\n{raw}"
-        yield raw
-        text, citations, removed = check_citations(raw, passages)
-        return Answer(question, text, citations=citations, removed_markers=removed)
-
-    # --- "which trials ..." -----------------------------------------------------------------
-
-    def _verdicts(self, question: str, filters: Filters | None) -> Generator[str, None, Answer]:
-        groups = self.retriever.search_trials(question, filters=filters, per_trial=4)
-        if not groups:
-            text = NO_TRIAL_MATCHES
-            yield text
-            return Answer(question, text, abstained=True)
-        passages: list[Passage] = []
-        trials: list[dict[str, Any]] = []
-        terms = topic_terms(topic_of(question))
-        for group in groups:
-            markers = []
-            for chunk in _verdict_chunks(self.index, group, terms):
-                passages.append(Passage(len(passages) + 1, chunk))
-                markers.append(len(passages))
-            trials.append(
-                {"id": group.trial.id, "title": short_title(group.trial), "markers": markers}
-            )
+    def _plan(self, text: str, rules: Question, trial: str | None) -> Question | None:
+        """Ask the backend for the typed question as JSON; None when it gives no valid plan."""
+        names = [*rules.trials, *rules.candidates, *([trial] if trial else [])]
+        listed = "\n".join(
+            f"- {render.trial_name(self.index.trials[t])}" for t in dict.fromkeys(names)
+        )
+        user = prompt("plan").format(
+            question=text,
+            schema=json.dumps(plan_schema()),
+            trials=listed or "(none recognised)",
+            conversation=trial or "(none)",
+            rules=json.dumps(rules.to_dict()),
+            filter_keys=", ".join(FILTER_KEYS),
+        )
         task = Task(
-            kind="verdicts",
-            question=question,
-            passages=tuple(passages),
-            messages=_messages("verdicts", question, tuple(passages)),
-            topic=topic_of(question),
-            options={"trials": trials, "terms": sorted(terms)},
+            kind="plan",
+            question=text,
+            passages=(),
+            messages=({"role": "user", "content": user},),
+            understood=rules,
         )
-        raw = yield from _relay(self.backend.generate(task))
-        verdicts = parse_verdicts(raw, trials, tuple(passages), terms)
-        text, citations, removed = check_citations(raw, tuple(passages))
-        lines = [ln for ln in text.splitlines() if not re.match(r"\d+ trials? checked:", ln)]
-        text = "\n".join(lines + [summary_line(verdicts)])
-        nothing = all(v.verdict == "not stated" for v in verdicts)
-        if nothing:
-            text, citations = NO_TRIAL_MATCHES, ()
-        return Answer(
-            question,
-            text,
-            citations=citations,
-            verdicts=verdicts,
-            abstained=nothing,
-            hits=tuple(h for g in groups for h in g.hits),
-            removed_markers=removed,
-        )
+        try:
+            raw = "".join(self.backend.generate(task))
+        except BackendError:
+            return None
+        return validate_plan(raw, rules, self.index.trials)
+
+
+def validate_plan(raw: str, rules: Question, trials: Any) -> Question | None:
+    """A model's plan as a Question, when it is JSON of the plan schema naming only known
+    trials, fields and filters; None otherwise (the rules stand)."""
+    found = re.search(r"\{.*\}", raw, re.DOTALL)
+    try:
+        plan = json.loads(found.group() if found else raw)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(plan, dict) or plan.get("kind") not in KINDS:
+        return None
+    allowed = set(plan_schema()["properties"])
+    named = plan.get("trials", [])
+    fields = plan.get("fields", [])
+    field_names = set(plan_schema()["properties"]["fields"]["items"]["enum"])
+    if (
+        set(plan) - allowed
+        or not isinstance(named, list)
+        or not all(isinstance(t, str) and t in trials for t in named)
+        or not isinstance(fields, list)
+        or not all(f in field_names for f in fields)
+        or not isinstance(plan.get("topic", ""), str)
+    ):
+        return None
+    try:
+        filters = from_mapping(plan.get("filters") or {}) if plan.get("filters") else rules.filters
+        patient = _plan_patient(plan.get("patient") or {}, rules.patient)
+    except (FilterError, TypeError, ValueError):
+        return None
+    return replace(
+        rules,
+        kind=plan["kind"],
+        trials=tuple(named) or rules.trials,
+        candidates=() if named else rules.candidates,
+        fields=tuple(fields),
+        topic=plan.get("topic", rules.topic),
+        patient=patient,
+        filters=filters,
+    )
+
+
+def _plan_patient(data: dict[str, Any], rules: Patient) -> Patient:
+    if set(data) - {"age", "sex", "ecog", "conditions"}:
+        raise ValueError("unknown patient key")
+    sex = data.get("sex")
+    if sex not in (None, "FEMALE", "MALE"):
+        raise ValueError("sex")
+    conditions = data.get("conditions", list(rules.conditions))
+    if not isinstance(conditions, list) or not all(isinstance(c, str) for c in conditions):
+        raise ValueError("conditions")
+    age, ecog = data.get("age"), data.get("ecog")
+    if age is not None and not isinstance(age, int | float):
+        raise ValueError("age")
+    if ecog is not None and (not isinstance(ecog, int) or not 0 <= ecog <= 5):
+        raise ValueError("ecog")
+    return Patient(
+        age=float(age) if age is not None else None,
+        sex=sex,
+        ecog=ecog,
+        labs=rules.labs,
+        conditions=tuple(conditions),
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _fixed(
+    q: Question, text: str, trial: Trial | None = None, hits: list[Hit] | None = None
+) -> Generator[str, None, Answer]:
+    """One of the fixed sentences: nothing is cited."""
+    yield text
+    return Answer(
+        q.text, text, abstained=True, hits=tuple(hits or ()), trial_id=trial.id if trial else None
+    )
 
 
 def _relay(pieces: Iterator[str]) -> Generator[str, None, str]:
@@ -350,210 +617,247 @@ def _relay(pieces: Iterator[str]) -> Generator[str, None, str]:
     return "".join(parts)
 
 
-def _with_card(index: Index, trial: Trial, hits: list[Hit]) -> list[Hit]:
-    """The trial's hits with its card among them: field questions are answered there."""
-    if any(h.chunk.kind == "card" for h in hits):
-        return hits
-    return hits + [Hit(chunk=index.card(trial.id), score=0.0)]
+def _ordered(hits: list[Hit], chunks: list[Chunk]) -> list[Chunk]:
+    """The retrieved chunks first, best first, then the trial's others in record order."""
+    first = [h.chunk for h in hits]
+    seen = {c.id for c in first}
+    return first + [c for c in chunks if c.id not in seen]
 
 
-def _with_naming_criteria(
-    index: Index, trial: Trial, hits: list[Hit], asked: set[str]
-) -> list[Hit]:
-    """Add the trial's criteria that name what is asked, most asked words first: within one
-    trial every criterion can be read, not just the retriever's top k."""
-    seen = {h.chunk.id for h in hits}
-    extra = []
-    for i in index.trial_chunks[trial.id]:
-        chunk = index.chunks[i]
-        overlap = len(asked & token_set(chunk.text))
-        if chunk.kind == "criterion" and overlap and chunk.id not in seen:
-            extra.append((overlap, chunk))
-    extra.sort(key=lambda pair: -pair[0])
-    return hits + [Hit(chunk=c, score=0.0) for _, c in extra[:MAX_TOPIC_CRITERIA]]
+_SAME_THING = {"official_title": "title", "title": "official_title"}
 
 
-def _asks_unstated_field(index: Index, trial: Trial, question: str) -> bool:
-    """A question for card fields the record leaves empty (ages aside: criteria state them)."""
-    labels = card_fields_asked(question)
-    if not labels or labels == ["Ages"]:
-        return False
-    text = index.card(trial.id).text
-    return not any(re.search(rf"^{re.escape(label)}: ", text, re.MULTILINE) for label in labels)
+def _where(chunk: Chunk) -> str:
+    """'inclusion criterion 8.2', 'the card', 'the summary'."""
+    if chunk.criterion_id:
+        return f"{chunk.section} criterion {chunk.criterion_id.split('/', 2)[-1].split('/', 1)[-1]}"
+    return {"card": "the trial's fields"}.get(chunk.kind, f"the {chunk.section}")
 
 
-def _only_trial(hits: list[Hit]) -> str | None:
-    trials = {h.chunk.trial_id for h in hits}
-    return trials.pop() if len(trials) == 1 else None
+def _verdict(trial_id: str, decision: Decision, numbering: _Numbering) -> Verdict:
+    first = decision.chunks[0] if decision.chunks else None
+    return Verdict(
+        trial_id,
+        decision.verdict,
+        first.criterion_id if first else None,
+        numbering.add(first) if first else None,
+        decision.note,
+    )
 
 
-def _fields(filters: Filters) -> dict[str, Any]:
-    return {name: getattr(filters, name) for name in Filters.__slots__}
+def _criterion_fact(trial: Trial, chunk: Chunk, asked: set[str], numbering: _Numbering) -> Fact:
+    """A criterion that answers, with the threshold it sets for the asked words."""
+    return Fact(
+        kind="criterion",
+        trial_id=trial.id,
+        name=render.trial_name(trial),
+        label=_where(chunk),
+        value=threshold(chunk.text.rstrip(" ;,."), asked) or "",
+        marker=numbering.add(chunk),
+        quote=chunk.text,
+        section=chunk.section,
+    )
 
 
-def _id(trial: Trial | None) -> str | None:
-    return trial.id if trial else None
+def _unstated(trial: Trial, what: str) -> Fact:
+    return Fact(
+        kind="field",
+        trial_id=trial.id,
+        name=render.trial_name(trial),
+        label="Not stated",
+        value=what,
+        marker=None,
+    )
 
 
-def _name(trial: Trial) -> str:
-    return f"{trial.id} ({short_title(trial)})"
-
-
-def _naming_tokens(trial: Trial) -> set[str]:
-    texts = [trial.title, trial.official_title, trial.sponsor, trial.brief_summary]
-    texts += list(trial.interventions or ()) + list(trial.conditions or ())
-    return {t for text in texts if text for t in tokenize(text)} - _FRAME
-
-
-def _naming_parts(trial: Trial) -> frozenset[str]:
-    """Naming tokens of the description too: what the trial studies, in its own words."""
-    return token_set(trial.description or "")
-
-
-def content_terms(question: str, trial: Trial | None) -> set[str]:
-    """The words of a question that say what is asked, with their curated expansions."""
-    words = set(tokenize(question)) - _FRAME
-    if trial is not None:
-        words -= _naming_tokens(trial)
+def _asked_terms(q: Question, trial: Trial | None, vocabulary: Vocabulary) -> set[str]:
+    """The words a passage must hold to answer: the topic's (with curated expansions), else
+    the question's own words that do not frame or name the trial."""
+    text = q.topic or q.text
+    words = set(tokenize(text)) - FRAME
+    if trial is not None and not q.topic:
+        # The whole question: the words that name the trial say nothing of what is asked.
+        words -= vocabulary.names.get(trial.id, frozenset())
         words -= {trial.id.lower(), (trial.nct_id or "").lower()}
-    expanded = set(words)
-    for term in expansion_terms(question):
-        expanded.update(tokenize(term))
-    for label in card_fields_asked(question):
-        expanded.update(tokenize(label))
-    return expanded
+    for term in expansion_terms(text):
+        words.update(tokenize(term))
+    for lab in q.patient.labs:
+        words.update(tokenize(lab.name))
+    return words
 
 
-def _supports(asked: set[str], chunk: Chunk) -> bool:
-    """Does the chunk's own text share a word with what is asked?"""
-    if not asked:
-        return False
-    return bool(asked & token_set(chunk.text))
-
-
-def topic_of(question: str) -> str:
-    """The thing a "which trials ..." question asks about: 'prior PD-1 inhibitors'."""
-    text = re.sub(r"[?.!]+\s*$", "", question.strip())
-    text = re.sub(
-        r"^\s*(?:which|what|list|any|do any|are there any|how many)\s+(?:of the\s+)?"
-        r"(?:trials?|studies|study)\s+(?:would\s+|will\s+|do\s+|does\s+)?"
-        r"(?:allow|accept|permit|exclude|require|include|take|enrol+|let in|are open to)?s?\s*",
-        "",
-        text,
-        flags=re.IGNORECASE,
-    )
-    return text.strip()
-
-
-def _verdict_chunks(index: Index, group: TrialHits, terms: set[str]) -> list[Chunk]:
-    """The passages a verdict on one trial may cite: its card, its best criteria, and every
-    criterion that names the topic (so no deciding criterion is missed)."""
-    own = [index.chunks[i] for i in index.trial_chunks[group.trial.id]]
-    card = [index.card(group.trial.id)]
-    best = [h.chunk for h in group.hits if h.chunk.kind == "criterion"]
-    naming = [
-        c for c in own if c.kind == "criterion" and c not in best and terms & token_set(c.text)
-    ]
-    return card + best + naming[:MAX_TOPIC_CRITERIA]
-
-
-_MARKER = re.compile(r"\[(\d+)\]")
-
-
-def check_citations(
-    raw: str, passages: tuple[Passage, ...]
-) -> tuple[str, tuple[Citation, ...], tuple[int, ...]]:
-    """Strip markers that map to no passage; the citations the rest make, in marker order."""
-    by_marker = {p.marker: p.chunk for p in passages}
-    used: dict[int, Chunk] = {}
-    removed: list[int] = []
-
-    def keep(match: re.Match[str]) -> str:
-        marker = int(match.group(1))
-        if marker in by_marker:
-            used[marker] = by_marker[marker]
-            return match.group(0)
-        removed.append(marker)
-        return ""
-
-    text = _MARKER.sub(keep, raw)
-    text = re.sub(r"[ \t]+([.,;:])", r"\1", text)
-    text = re.sub(r"[ \t]{2,}", " ", text).strip()
-    citations = tuple(
-        Citation(
-            marker=m,
-            trial_id=c.trial_id,
-            chunk_id=c.id,
-            criterion_id=c.criterion_id,
-            section=c.section,
-            text=c.text,
-            span=c.span,
-            title=c.title,
-        )
-        for m, c in sorted(used.items())
-    )
-    return text, citations, tuple(removed)
-
-
-_VERDICT_LINE = re.compile(
-    r"^\s*[-*]?\s*(?P<trial>NCT\d{8}|T-[0-9a-f]{10})\b[^:\n]*:\s*"
-    r"(?P<verdict>allows|excludes|requires|not stated)\b(?P<rest>.*)$",
-    re.IGNORECASE | re.MULTILINE,
+_QUANTITY = re.compile(
+    r"\bhow\s+(?:many|much|high|low|long|old|big|large|small)\b|\b(?:minimum|maximum|min|max|"
+    r"limit|limits|cut-?off|threshold|level|count|number|value|range|at\s+least|at\s+most)\b",
+    re.IGNORECASE,
 )
+_NUMBER = re.compile(r"\d")
 
 
-def parse_verdicts(
-    raw: str,
-    trials: list[dict[str, Any]],
-    passages: tuple[Passage, ...],
-    terms: set[str] | None = None,
-) -> tuple[Verdict, ...]:
-    """One verdict per trial checked, from the backend's lines "<id>: <verdict> [n]".
+def _ranked(q: Question, hits: list[Hit], asked: set[str]) -> list[Hit]:
+    """The passages that answer a criterion question, best first: for a question of quantity
+    ("how many", "minimum", "cut-off") those that state a number; then the section the question
+    names ("their exclusion criteria"); then most concepts asked (a word with its forms and its
+    curated expansions counts once); then criteria before prose and inclusion (what it
+    requires) before exclusion; then the retriever's order."""
+    quantity = bool(_QUANTITY.search(q.text))
+    section = _SECTION.search(q.text)
+    wanted = section.group(1).lower() if section else None
+    concepts = _concepts(q.topic or q.text, asked)
 
-    A verdict must cite a passage of its own trial that speaks to the topic (names one of
-    `terms`, or is the trial's card), or it is "not stated"; a trial the backend skipped is
-    "not stated" too.
-    """
-    by_marker = {p.marker: p.chunk for p in passages}
-    found: dict[str, Verdict] = {}
-    for line in _VERDICT_LINE.finditer(raw):
-        trial_id = line.group("trial")
-        verdict = line.group("verdict").lower()
-        markers = [int(m) for m in _MARKER.findall(line.group("rest"))]
-        own = [
-            m
-            for m in markers
-            if m in by_marker
-            and by_marker[m].trial_id == trial_id
-            and (not terms or by_marker[m].kind == "card" or _supports(terms, by_marker[m]))
-        ]
-        if verdict != "not stated" and not own:
-            verdict, marker, criterion = "not stated", None, None
-        else:
-            marker = own[0] if own else None
-            criterion = by_marker[marker].criterion_id if marker else None
-        found.setdefault(trial_id, Verdict(trial_id, verdict, criterion, marker))
-    return tuple(found.get(t["id"], Verdict(t["id"], "not stated", None)) for t in trials)
+    def key(hit: Hit) -> tuple[bool, bool, int, bool, bool]:
+        chunk = hit.chunk
+        text = " ".join(tokenize(chunk.text))
+        words = stem_set(chunk.text) - stem_set(chunk.title)
+        met = sum(1 for c in concepts if any(_holds(text, words, term) for term in c))
+        return (
+            quantity and not _NUMBER.search(chunk.text),
+            wanted is not None and chunk.section != wanted,
+            -met,
+            chunk.kind != "criterion",
+            chunk.section != "inclusion",
+        )
+
+    return sorted((h for h in hits if h.chunk.kind != "card"), key=key)
 
 
-def summary_line(verdicts: tuple[Verdict, ...] | list[Verdict]) -> str:
-    """'5 trials checked: 1 requires, 1 excludes, 3 do not state it'."""
-    counts = Counter(v.verdict for v in verdicts)
-    parts = []
-    for verdict in ("allows", "requires", "excludes", "not stated"):
-        n = counts.get(verdict, 0)
-        if not n:
-            continue
-        if verdict == "not stated":
-            parts.append(f"{n} {'does' if n == 1 else 'do'} not state it")
-        else:
-            parts.append(f"{n} {verdict if n == 1 else verdict[:-1]}")
-    total = len(verdicts)
-    return f"{total} trial{'s' if total != 1 else ''} checked: " + ", ".join(parts)
+_SECTION = re.compile(r"\b(inclusion|exclusion)s?\b", re.IGNORECASE)
+
+
+def _concepts(text: str, asked: set[str]) -> list[set[str]]:
+    """The concepts a question asks: each curated key phrase it holds with its expansions (as
+    phrases), and each other asked word alone."""
+    concepts: list[set[str]] = []
+    covered: set[str] = set()
+    low = " ".join(tokenize(text))
+    for key, terms in EXPANSIONS.items():
+        folded = " ".join(tokenize(key))
+        if folded and re.search(rf"(?<![\w-]){re.escape(folded)}(?![\w-])", low):
+            concepts.append({folded, *(" ".join(tokenize(t)) for t in terms)})
+            covered.update(tokenize(key))
+    concepts += [{word} for word in asked - covered if word in set(tokenize(text))]
+    merged: list[set[str]] = []
+    for concept in concepts:
+        joined = [m for m in merged if m & concept]
+        for m in joined:
+            merged.remove(m)
+        merged.append(concept.union(*joined))
+    return merged
+
+
+def _holds(text: str, stems: frozenset[str], term: str) -> bool:
+    """Does a passage hold the term: a phrase as words in order, a word in any of its forms?"""
+    if " " in term:
+        return re.search(rf"(?<![\w-]){re.escape(term)}(?![\w-])", text) is not None
+    return stem(term) in stems
+
+
+def _scan_terms(q: Question) -> set[str]:
+    """Words a passage deciding a verdict on this question must hold (cards always count)."""
+    terms = set(topic_terms(q.topic)) if q.topic else set()
+    for condition in q.patient.conditions:
+        terms |= topic_terms(condition)
+    if q.patient.age is not None:
+        terms |= {"age", "aged", "years", "old"}
+    if q.patient.ecog is not None:
+        terms |= {"ecog", "performance"}
+    for lab in q.patient.labs:
+        terms |= topic_terms(lab.name) | set(tokenize(lab.name))
+    return terms
+
+
+def _scan_lead(q: Question, verdicts: tuple[Verdict, ...]) -> str:
+    """The count or the yes/no that counting and existence questions ask for."""
+    if q.kind not in ("count", "exists"):
+        return ""
+    stance = q.stance
+    wanted = {
+        "excludes": {"excludes"},
+        "requires": {"requires"},
+        "allows": {"allows", "allows with conditions", "requires"},
+    }[stance]
+    n = sum(1 for v in verdicts if v.verdict in wanted)
+    words = {"excludes": "exclude it", "requires": "require it", "allows": "take such patients"}
+    trials = f"{n} trial{'s' if n != 1 else ''}"
+    if q.kind == "count":
+        return f"{trials} {words[stance]}."
+    return f"Yes: {trials} {words[stance]}." if n else "No: no trial states that it does."
+
+
+def _shown_field(filters: Filters) -> str | None:
+    """The field a listing shows for each trial: the one its filters select on."""
+    for key, name in (
+        ("sponsor", "sponsor"),
+        ("intervention", "interventions"),
+        ("condition", "conditions"),
+        ("about", "conditions"),
+        ("country", "countries"),
+        ("status", "status"),
+        ("phase", "phase"),
+        ("study_type", "study_type"),
+    ):
+        if getattr(filters, key) is not None:
+            return name
+    if filters.design:
+        return DESIGNS[sorted(filters.design)[0]][0]
+    return None
+
+
+def _listed_field(trial: Trial, name: str | None) -> tuple[str, str, Derived | None]:
+    """(label, value, derived source) of the field a listing shows for the trial."""
+    if name is None:
+        return "", "", None
+    text, sources = render.field_text(trial, name)
+    if text is None:
+        return render.FIELD_LABELS[name], "not stated", None
+    return render.FIELD_LABELS[name], text, sources[0] if sources else None
+
+
+def _field_truth(q: Question, trial: Trial, name: str) -> bool | None:
+    """Does the trial's field say yes to what a yes/no question asks of it? None when the
+    question names no value to compare with."""
+    if name == "ages":
+        return None
+    value, _ = trial.value(name)
+    if value is None:
+        return None
+    filters = q.filters
+    if name == "status" and filters.status is not None:
+        return value in filters.status
+    if name == "phase" and filters.phase is not None:
+        return bool(set(str(value).split("/")) & filters.phase)
+    if name == "study_type" and filters.study_type is not None:
+        return value in filters.study_type
+    if name == "healthy_volunteers":
+        return bool(value)
+    if filters.design:
+        relevant = [DESIGNS[d] for d in filters.design if DESIGNS[d][0] == name]
+        if relevant:
+            return all(value in codes for _, codes in relevant)
+    if name == "sex":
+        wanted = _asked_sex(q.text)
+        return None if wanted is None else value in ("ALL", wanted)
+    if isinstance(value, tuple) or name == "sponsor":
+        asked = set(tokenize(q.value)) - FRAME if q.value else set()
+        values = value if isinstance(value, tuple) else (value,)
+        return any(asked <= token_set(v) for v in values) if asked else None
+    return None
+
+
+def _asked_sex(text: str) -> str | None:
+    female = re.search(r"\b(?:women|woman|females?|girls?|ladies)\b", text, re.IGNORECASE)
+    male = re.search(r"\b(?:men|man|males?|boys?)\b", text, re.IGNORECASE)
+    if female and male:
+        return "ALL"
+    return "FEMALE" if female else "MALE" if male else None
 
 
 def _messages(
-    kind: str, question: str, passages: tuple[Passage, ...]
+    kind: TaskKind,
+    q: Question,
+    passages: tuple[Passage, ...],
+    facts: list[Fact] | None = None,
+    lead: str = "",
 ) -> tuple[dict[str, str], ...]:
     context = "\n\n".join(
         f"[{p.marker}] {p.chunk.title} ({p.chunk.trial_id}) | {p.chunk.section}"
@@ -562,5 +866,15 @@ def _messages(
         for p in passages
     )
     system = prompt("system").format(cannot_answer=CANNOT_ANSWER)
-    user = prompt(kind).format(question=question, passages=context)
+    found = "\n".join(
+        f"- {f.name}: {f.label} {f.value}".rstrip() + (f" [{f.marker}]" if f.marker else "")
+        for f in facts or ()
+    )
+    user = prompt(kind).format(
+        question=q.text,
+        passages=context,
+        kind=q.kind,
+        found=found or "(nothing)",
+        lead=lead or "(none)",
+    )
     return ({"role": "system", "content": system}, {"role": "user", "content": user})

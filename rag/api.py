@@ -39,8 +39,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag import render
 from rag.errors import RagError
+from rag.filters import DESIGNS, FILTER_KEYS
 from rag.store import INDEX_ROOT
+from rag.types import VerdictWord
+from rag.understand import Kind, Stance
 
 MAX_QUESTION_CHARS = 2000
 MAX_BODY_BYTES = 64 * 1024
@@ -49,7 +53,6 @@ MAX_PAGE = 100
 MAX_CONVERSATIONS = 1000
 ASK_TIMEOUT_SECONDS = 120.0
 TOKEN_ENV = "RAG_API_TOKEN"
-FILTER_PARAMS = ("status", "phase", "type", "sex", "age", "condition", "intervention", "trial")
 
 log = logging.getLogger("rag.api")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -94,6 +97,11 @@ class FiltersIn(_Strict):
     age: float | None = Field(None, ge=0, le=150)
     condition: FilterText = None
     intervention: FilterText = None
+    sponsor: FilterText = None
+    organisation: FilterText = None
+    country: FilterText = None
+    design: FilterText = Field(None, description="comma-separated: " + ", ".join(DESIGNS))
+    about: FilterText = None
     trial: FilterText = None
 
 
@@ -118,8 +126,39 @@ class CitationOut(BaseModel):
 
 class VerdictOut(BaseModel):
     trial_id: str
-    verdict: Literal["allows", "excludes", "requires", "not stated"]
+    verdict: VerdictWord
     criterion_id: str | None
+    note: str
+
+
+class LabOut(BaseModel):
+    name: str
+    value: float
+
+
+class PatientOut(BaseModel):
+    age: float | None
+    sex: Literal["FEMALE", "MALE"] | None
+    ecog: int | None
+    labs: list[LabOut]
+    conditions: list[str]
+
+
+class QuestionOut(BaseModel):
+    """How the question was read: its kind, the trials it names, the fields, the topic, the
+    patient's facts and the filters in its words."""
+
+    kind: Kind
+    trials: list[str]
+    candidates: list[str]
+    unknown: str | None
+    fields: list[str]
+    topic: str
+    patient: PatientOut
+    filters: dict[str, Any]
+    value: str
+    stance: Stance
+    from_conversation: bool
 
 
 class AskOut(BaseModel):
@@ -127,6 +166,7 @@ class AskOut(BaseModel):
     citations: list[CitationOut]
     verdicts: list[VerdictOut]
     abstained: bool
+    question: QuestionOut | None
     trial_id: str | None
     conversation_id: str | None
     timings: dict[str, float]
@@ -155,6 +195,7 @@ class ErrorOut(BaseModel):
 
 class TrialSummary(BaseModel):
     id: str
+    name: str = Field(description="what identifies the trial to a person (acronym and title)")
     nct_id: str | None
     title: str | None
     status: str | None
@@ -197,6 +238,7 @@ class TrialOut(TrialSummary):
     brief_summary: str | None
     description: str | None
     source: dict[str, str]
+    card: str = Field(description="its fields as a person reads them, one per line")
     criteria: list[CriterionOut]
 
 
@@ -383,9 +425,9 @@ def _explain(errors: Any) -> str:
 
 
 def _filters(values: dict[str, Any]) -> Any:
-    from rag.retrieve import parse_filters
+    from rag.filters import from_mapping
 
-    return parse_filters([f"{key}={value}" for key, value in values.items() if value is not None])
+    return from_mapping(values)
 
 
 def _hit(hit: Any) -> HitOut:
@@ -413,6 +455,7 @@ def _only(request: Request, allowed: tuple[str, ...]) -> None:
 def _summary(trial: Any) -> dict[str, Any]:
     return {
         "id": trial.id,
+        "name": render.short_name(trial),
         "nct_id": trial.nct_id,
         "title": trial.title,
         "status": trial.status,
@@ -437,11 +480,16 @@ def _query_filters(
     age: Annotated[float | None, Query(ge=0, le=150)] = None,
     condition: FilterParam = None,
     intervention: FilterParam = None,
+    sponsor: FilterParam = None,
+    organisation: FilterParam = None,
+    country: FilterParam = None,
+    design: FilterParam = None,
+    about: FilterParam = None,
     trial: FilterParam = None,
 ) -> Any:
     """The filters of GET endpoints, as query parameters, parsed like --filter."""
-    values = (status, phase, type, sex, age, condition, intervention, trial)
-    return _filters(dict(zip(FILTER_PARAMS, values, strict=True)))
+    values = locals()
+    return _filters({key: values[key] for key in FILTER_KEYS})
 
 
 def _routes(app: FastAPI) -> None:
@@ -503,7 +551,7 @@ def _routes(app: FastAPI) -> None:
         per_trial: Annotated[int, Query(ge=1, le=MAX_K)] = 3,
     ) -> SearchOut:
         """Hybrid (dense + BM25) search over criteria, cards, summaries and descriptions."""
-        _only(request, ("q", "k", "per_trial", *FILTER_PARAMS))
+        _only(request, ("q", "k", "per_trial", *FILTER_KEYS))
         service = _service(request)
         retriever = service.assistant(None).retriever
         hits = await anyio.to_thread.run_sync(
@@ -520,7 +568,7 @@ def _routes(app: FastAPI) -> None:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
     ) -> TrialsPage:
         """The trials that pass the filters, in id order, a page at a time."""
-        _only(request, ("offset", "limit", *FILTER_PARAMS))
+        _only(request, ("offset", "limit", *FILTER_KEYS))
         service = _service(request)
         passing = [t for _, t in sorted(service.index.trials.items()) if filters.check(t)[0]]
         page = passing[offset : offset + limit]
@@ -549,7 +597,8 @@ def _routes(app: FastAPI) -> None:
         data = {
             name: value for name, value in found.to_dict().items() if name in TrialOut.model_fields
         }
-        return TrialOut.model_validate(data | _summary(found))
+        card = "\n".join(line for _, line, _ in render.card_lines(found))
+        return TrialOut.model_validate(data | _summary(found) | {"card": card})
 
 
 def _out(answer: Any, conversation_id: str | None, timings: dict[str, float]) -> AskOut:
@@ -559,6 +608,7 @@ def _out(answer: Any, conversation_id: str | None, timings: dict[str, float]) ->
         citations=[CitationOut(**c) for c in data["citations"]],
         verdicts=[VerdictOut(**v) for v in data["verdicts"]],
         abstained=data["abstained"],
+        question=QuestionOut.model_validate(data["question"]) if data["question"] else None,
         trial_id=answer.trial_id,
         conversation_id=conversation_id,
         timings={k: round(v, 1) for k, v in timings.items()},

@@ -17,9 +17,10 @@ from rag.ingest import FileReport, ingest_paths
 from rag.types import Hit, Trial
 
 if TYPE_CHECKING:
-    from rag.answer import Answer, Assistant, Conversation
-    from rag.retrieve import Filters as RetrievalFilters
+    from rag.answer import Assistant, Conversation
+    from rag.filters import Filters as RetrievalFilters
     from rag.store import Index
+    from rag.types import Answer
 
 app = typer.Typer(
     help="Ask questions of clinical-trial records and get answers that cite the record.",
@@ -32,7 +33,8 @@ app = typer.Typer(
 _STATED_FIELDS = tuple(
     f.name
     for f in fields(Trial)
-    if f.name not in {"id", "source", "criteria", "warnings", "eligibility_text", "enrollment_raw"}
+    if f.name
+    not in {"id", "source", "criteria", "warnings", "eligibility_text", "enrollment_raw", "derived"}
 )
 
 
@@ -77,15 +79,17 @@ def ingest(
 
 def _print_table(report: FileReport) -> None:
     typer.echo(f"{report.path}  [{report.format}]")
-    header = f"  {'id':<14} {'fields':>6} {'incl':>5} {'excl':>5}  warnings"
+    header = f"  {'id':<14} {'fields':>6} {'derived':>7} {'incl':>5} {'excl':>5}  warnings"
     typer.echo(header)
     for trial in report.trials:
         found = sum(1 for name in _STATED_FIELDS if getattr(trial, name) is not None)
         incl = len(trial.criteria_in("inclusion"))
         excl = len(trial.criteria_in("exclusion"))
         notes = "; ".join(trial.warnings) or "-"
+        derived = len({d.field for d in trial.derived})
         typer.echo(
-            f"  {trial.id:<14} {found:>3}/{len(_STATED_FIELDS):<2} {incl:>5} {excl:>5}  {notes}"
+            f"  {trial.id:<14} {found:>3}/{len(_STATED_FIELDS):<2} {derived:>7} {incl:>5} "
+            f"{excl:>5}  {notes}"
         )
     for warning in report.warnings:
         if not any(warning in t.warnings for t in report.trials):
@@ -203,7 +207,8 @@ def search(
     """Search the index: dense and BM25 retrieval fused by reciprocal rank."""
     from rag import store
     from rag.embed import SentenceEmbedder
-    from rag.retrieve import Retriever, parse_filters
+    from rag.filters import parse_filters
+    from rag.retrieve import Retriever
 
     with _errors():
         if method not in ("hybrid", "dense", "lexical"):
@@ -281,8 +286,8 @@ def ask(
     name: IndexName = "default",
 ) -> None:
     """Answer QUESTION from the index; every sentence cites the passage it came from."""
+    from rag.filters import parse_filters
     from rag.llm.base import BackendError
-    from rag.retrieve import parse_filters
 
     with _errors():
         parsed = parse_filters(filters or [])
@@ -323,8 +328,8 @@ def chat(
 ) -> None:
     """Ask questions in a conversation; follow-ups resolve to the trial under discussion."""
     from rag.answer import Conversation  # noqa: F811 - names typed above
+    from rag.filters import parse_filters
     from rag.llm.base import BackendError, get_backend
-    from rag.retrieve import parse_filters
 
     with _errors():
         parsed = parse_filters(filters or [])

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rag import store
-from rag.answer import Assistant, Conversation, check_citations, summary_line
+from rag.answer import Assistant, Conversation
+from rag.citations import check_citations, summary_line
 from rag.cli import app
 from rag.embed import SentenceEmbedder
 from rag.llm.base import Passage, get_backend
@@ -112,7 +113,7 @@ def test_invented_markers_are_removed_and_reported() -> None:
 
 
 def test_summary_line_wording() -> None:
-    from rag.answer import Verdict
+    from rag.types import Verdict
 
     line = summary_line([Verdict("a", "allows", None), Verdict("b", "allows", None)])
     assert line == "2 trials checked: 2 allow"
@@ -123,11 +124,15 @@ def test_ask_command_json(seed_index_root: Path, monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(app, ["ask", "which trials allow prior PD-1 inhibitors?", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"answer", "citations", "verdicts", "abstained"}
+    assert set(data) == {"answer", "citations", "verdicts", "abstained", "question"}
+    assert (
+        data["question"]["kind"] == "scan" and data["question"]["topic"] == "prior PD-1 inhibitors"
+    )
     assert {
         "trial_id": "NCT04984096",
         "verdict": "requires",
         "criterion_id": "NCT04984096/inclusion/5",
+        "note": "",
     } in data["verdicts"]
     assert set(data["citations"][0]) == {
         "marker", "trial_id", "chunk_id", "criterion_id", "section", "text", "span"
@@ -138,18 +143,20 @@ def test_ask_command_json(seed_index_root: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_age_limits_of_an_exclusion_criterion_say_whom_it_excludes() -> None:
-    from rag.llm.extractive import decide
+    from rag.types import Source, Trial
+    from rag.verdicts import decide_age
 
-    def passage(section: str, text: str) -> Passage:
-        chunk = Chunk(f"T-1/{section}/1", "T-1", "criterion", section, text, "", "T")
-        return Passage(1, chunk)
+    def criterion(section: str, text: str) -> Chunk:
+        return Chunk(f"T-1/{section}/1", "T-1", "criterion", section, text, "", "T")
 
-    older = passage("exclusion", "Patients older than 75 years")
-    assert decide("a 78-year-old", set(), [older])[0] == "excludes"
-    assert decide("a 60-year-old", set(), [older])[0] == "allows"
-    adults = passage("inclusion", "Age 18 to 75 years")
-    assert decide("a 78-year-old", set(), [adults])[0] == "excludes"
-    assert decide("a 60-year-old", set(), [adults])[0] == "allows"
+    trial = Trial("T-1", Source("x", "text"))
+    card = Chunk("T-1/card", "T-1", "card", "card", "Trial: T-1", "", "T")
+    older = criterion("exclusion", "Patients older than 75 years")
+    assert decide_age(78, trial, [older], card).verdict == "excludes"
+    assert decide_age(60, trial, [older], card).verdict == "allows"
+    adults = criterion("inclusion", "Age 18 to 75 years")
+    assert decide_age(78, trial, [adults], card).verdict == "excludes"
+    assert decide_age(60, trial, [adults], card).verdict == "allows"
 
 
 def test_trial_ids_are_found_in_any_case(

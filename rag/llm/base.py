@@ -11,14 +11,20 @@ where MyBackend(**options) returns an object with `name` and `generate`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rag.errors import RagError
 from rag.types import Chunk
 
-TaskKind = Literal["answer", "verdicts"]
+if TYPE_CHECKING:
+    from rag.understand import Question
+
+# "answer": write the answer from the passages (and the facts found in them); "verdicts": one
+# line per trial, "<id> (<name>): <verdict> [n]"; "plan": the typed question as JSON.
+TaskKind = Literal["answer", "verdicts", "plan"]
+FactKind = Literal["field", "criterion", "verdict", "trial"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,20 +36,45 @@ class Passage:
 
 
 @dataclass(frozen=True, slots=True)
+class Fact:
+    """Something a passage states, found before the backend writes, for it to phrase.
+
+    kind "field": `label` is a field ("sponsor"), `value` its words, `where` where a value the
+    record states only in its own words was read; "criterion": `label` is the criterion
+    ("inclusion criterion 8.2"), `value` the threshold it sets (or empty), `quote` its text;
+    "verdict": `value` is the verdict, `quote` the deciding words, `note` a reason or
+    condition; "trial": a trial that fits, `label`/`value` the field that makes it fit.
+    """
+
+    kind: FactKind
+    trial_id: str
+    name: str  # the trial as a person reads it: "NCT04984096 (APEC: Anlotinib ...)"
+    label: str
+    value: str
+    marker: int | None
+    quote: str = ""
+    where: str = ""
+    section: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     """What a backend is asked: the question, the passages it may cite, and the prompt.
 
-    `messages` is the rendered chat prompt for model backends; the extractive backend reads
-    the question and passages directly.
+    `messages` is the rendered chat prompt for model backends. `understood` is the typed
+    question and `facts` what the passages were found to state; `lead` is the answer's first
+    words where the records decide them ("Yes.", "3 trials match:"). The extractive backend
+    phrases the facts; a model backend reads the messages and may phrase them its own way.
     """
 
     kind: TaskKind
     question: str
     passages: tuple[Passage, ...]
     messages: tuple[dict[str, str], ...] = ()
-    # For "verdicts": the topic the question asks about, e.g. "prior PD-1 inhibitors".
-    topic: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
+    understood: Question | None = None
+    facts: tuple[Fact, ...] = ()
+    lead: str = ""
 
 
 class Backend(Protocol):

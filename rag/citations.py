@@ -1,0 +1,123 @@
+"""Passages numbered for citing, citations checked, and the fixed sentences of abstention.
+
+Follows paper-qa: every passage a backend may cite has a marker [n]; a marker that maps to no
+retrieved passage is removed and reported; an answer nothing supports is one fixed sentence,
+shared by the prompts, the answers and the eval.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rag.llm.base import Passage
+from rag.types import VERDICTS, Chunk, Citation, Verdict, VerdictWord
+
+CANNOT_ANSWER = (
+    "I cannot answer this from the trial records: no retrieved passage supports an answer."
+)
+NO_TRIAL_MATCHES = "No trial in the corpus matches this question."
+NO_TRIAL_NAMED = 'No trial in the corpus matches "{name}".'
+NOT_STATED = "The record of {trial} does not state this."
+NAME_THE_TRIAL = "Which trial do you mean? Name it by its NCT number, title, sponsor or drug."
+
+_MARKER = re.compile(r"\[(\d+)\]")
+
+
+def check_citations(
+    raw: str, passages: tuple[Passage, ...]
+) -> tuple[str, tuple[Citation, ...], tuple[int, ...]]:
+    """Strip markers that map to no passage; the citations the rest make, in marker order."""
+    by_marker = {p.marker: p.chunk for p in passages}
+    used: dict[int, Chunk] = {}
+    removed: list[int] = []
+
+    def keep(match: re.Match[str]) -> str:
+        marker = int(match.group(1))
+        if marker in by_marker:
+            used[marker] = by_marker[marker]
+            return match.group(0)
+        removed.append(marker)
+        return ""
+
+    text = _MARKER.sub(keep, raw)
+    text = re.sub(r"[ \t]+([.,;:])", r"\1", text)
+    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    citations = tuple(
+        Citation(
+            marker=m,
+            trial_id=c.trial_id,
+            chunk_id=c.id,
+            criterion_id=c.criterion_id,
+            section=c.section,
+            text=c.text,
+            span=c.span,
+            title=c.title,
+        )
+        for m, c in sorted(used.items())
+    )
+    return text, citations, tuple(removed)
+
+
+_VERDICT_WORDS = "|".join(sorted(VERDICTS, key=len, reverse=True))
+_VERDICT_LINE = re.compile(
+    r"^\s*[-*]?\s*(?P<trial>NCT\d{8}|T-[0-9a-f]{10})\b[^\n]*?:\s*"
+    rf"(?P<verdict>{_VERDICT_WORDS})\b(?P<rest>.*)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def parse_verdicts(
+    raw: str,
+    trials: list[dict[str, Any]],
+    passages: tuple[Passage, ...],
+    terms: set[str] | None = None,
+) -> tuple[Verdict, ...]:
+    """One verdict per trial checked, from the backend's lines "<id>: <verdict> [n]".
+
+    A verdict must cite a passage of its own trial that speaks to the topic (names one of
+    `terms`, or is the trial's card), or it is "not stated"; a trial the backend skipped is
+    "not stated" too.
+    """
+    from rag.lexical import stem, stem_set
+
+    wanted = {stem(t) for t in terms or ()}
+    by_marker = {p.marker: p.chunk for p in passages}
+    found: dict[str, Verdict] = {}
+    for line in _VERDICT_LINE.finditer(raw):
+        trial_id = line.group("trial")
+        verdict: VerdictWord = line.group("verdict").lower()  # type: ignore[assignment]
+        markers = [int(m) for m in _MARKER.findall(line.group("rest"))]
+        own = [
+            m
+            for m in markers
+            if m in by_marker
+            and by_marker[m].trial_id == trial_id
+            and (not terms or by_marker[m].kind == "card" or wanted & stem_set(by_marker[m].text))
+        ]
+        if verdict != "not stated" and not own:
+            verdict, marker, criterion = "not stated", None, None
+        else:
+            marker = own[0] if own else None
+            criterion = by_marker[marker].criterion_id if marker else None
+        note = re.sub(r"^\s*(?:\[\d+\]\s*)*(?:-\s*)?", "", line.group("rest")).strip()
+        found.setdefault(trial_id, Verdict(trial_id, verdict, criterion, marker, note))
+    return tuple(found.get(t["id"], Verdict(t["id"], "not stated", None)) for t in trials)
+
+
+def summary_line(verdicts: tuple[Verdict, ...] | list[Verdict]) -> str:
+    """'5 trials checked: 1 requires, 1 excludes, 3 do not state it'."""
+    counts = {v: sum(1 for x in verdicts if x.verdict == v) for v in VERDICTS}
+    parts = []
+    for verdict in ("allows", "allows with conditions", "requires", "excludes", "not stated"):
+        n = counts[verdict]
+        if not n:
+            continue
+        if verdict == "not stated":
+            parts.append(f"{n} {'does' if n == 1 else 'do'} not state it")
+        elif verdict == "allows with conditions":
+            parts.append(f"{n} {'allows' if n == 1 else 'allow'} it with conditions")
+        else:
+            parts.append(f"{n} {verdict if n == 1 else verdict[:-1]}")
+    total = len(verdicts)
+    return f"{total} trial{'s' if total != 1 else ''} checked: " + ", ".join(parts)
