@@ -10,12 +10,18 @@ index name, k and thresholds; every other line is one question:
 - {"contains": [value, ...]}: every value must be in the answer (an entry that is a list
   is a set of alternatives); values are compared after `normalise`;
 - {"verdicts": {trial id: verdict}}: corpus-wide questions, one verdict per trial (a trial
-  not named is expected to be "not stated");
+  not named is expected to be "not stated", unless the question says "judge": "listed":
+  then only the trials listed are scored, and a verdict "ambiguous" is not scored at all);
 - {"trials": [trial id, ...]}: the answer must name exactly these trials;
+- {"yes_no": "yes" | "no" | "not_stated"}: the answer starts with "Yes", "No" or says the
+  record does not say;
+- {"count": n}: the first number in the answer is n;
 - {"abstain": "not_stated" | "no_match"}: the fixed sentence for that kind of abstention.
 `cite` lists the chunk ids that hold the answer (the gold passages); `support` optionally
 lists text a cited passage may contain instead. Questions that share a `conversation` key
-are asked in order within one Conversation.
+are asked in order within one Conversation. `kind` optionally names the kind of question
+(rag.understand.KINDS) for the per-kind table, which also shows how often the question stage
+read that kind.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.answer import CANNOT_ANSWER, NO_TRIAL_MATCHES, Answer, Assistant, Conversation
+from rag.answer import Assistant, Conversation
+from rag.citations import CANNOT_ANSWER, NO_TRIAL_MATCHES
 from rag.errors import RagError
 from rag.metrics import recall_at, reciprocal_rank
 from rag.normalize import MONTHS
+from rag.types import VERDICTS, Answer
+from rag.understand import KINDS
 
 SETS_DIR = Path("eval")
 RESULTS_DIR = SETS_DIR / "results"
@@ -49,8 +58,9 @@ METRICS = (
     "recall_at_k",
     "mrr",
 )
-_EXPECTED_KINDS = ("contains", "verdicts", "trials", "abstain")
-_VERDICTS = ("allows", "excludes", "requires", "not stated")
+_EXPECTED_KINDS = ("contains", "verdicts", "trials", "yes_no", "count", "abstain")
+_VERDICTS = (*VERDICTS, "ambiguous")  # "ambiguous": labelled, but not scored
+_YES_NO = ("yes", "no", "not_stated")
 
 
 class EvalError(RagError):
@@ -126,6 +136,12 @@ def _check_question(item: dict[str, Any], where: str, seen: set[str]) -> None:
         bad = [v for v in expected["verdicts"].values() if v not in _VERDICTS]
         if bad:
             raise EvalError(f"{where}: unknown verdict {bad[0]!r}; use {', '.join(_VERDICTS)}")
+    if kinds == ["yes_no"] and expected["yes_no"] not in _YES_NO:
+        raise EvalError(f"{where}: 'yes_no' must be one of {', '.join(_YES_NO)}")
+    if kinds == ["count"] and not isinstance(expected["count"], int):
+        raise EvalError(f"{where}: 'count' must be a whole number")
+    if "kind" in item and item["kind"] not in KINDS:
+        raise EvalError(f"{where}: unknown kind {item['kind']!r}; use {', '.join(KINDS)}")
 
 
 def check_thresholds(thresholds: dict[str, Any], where: str) -> dict[str, float]:
@@ -215,6 +231,16 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+# How answers name a trial: its id, then its name in brackets ("NCT04984096 (APEC: ...)").
+_TRIAL_NAME = re.compile(r"\b(NCT\d{8}|T-[0-9a-f]{10}) \((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)")
+
+
+def stated(text: str) -> str:
+    """The answer without the names of the trials it speaks of: a value must be stated, not
+    only be part of a title."""
+    return _TRIAL_NAME.sub(r"\1", text)
+
+
 def contains(text: str, value: str) -> bool:
     """Is `value` in `text`, as whole words, after both are normalised?"""
     wanted = normalise(value)
@@ -245,6 +271,8 @@ class Outcome:
     ms: float = 0.0
     cited: list[str] = field(default_factory=list)
     error: str | None = None
+    kind: str | None = None  # the kind of question, as labelled in the set
+    understood: str | None = None  # the kind the question stage read
 
     @property
     def unanswerable(self) -> bool:
@@ -267,24 +295,37 @@ def score(case: dict[str, Any], answer: Answer, k: int, ms: float) -> Outcome:
         abstained=answer.abstained,
         ms=ms,
         cited=cited,
+        kind=case.get("kind"),
+        understood=answer.understood.kind if answer.understood else None,
     )
     if "abstain" in expected:
         if expected["abstain"] == "no_match":
             outcome.correct = answer.abstained and answer.text in {NO_TRIAL_MATCHES, CANNOT_ANSWER}
         else:
-            outcome.correct = answer.abstained and answer.text.endswith("does not state this.")
+            outcome.correct = answer.abstained and (
+                answer.text.endswith("does not state this.")
+                or answer.text.startswith("The record does not say")
+            )
     elif "contains" in expected:
         outcome.correct = not answer.abstained and all(
-            any(contains(answer.text, v) for v in _alternatives(value))
+            any(contains(stated(answer.text), v) for v in _alternatives(value))
             for value in expected["contains"]
         )
     elif "verdicts" in expected:
         want: dict[str, str] = expected["verdicts"]
         got = {v.trial_id: v.verdict for v in answer.verdicts}
-        judged = set(want) | {t for t, v in got.items() if v != "not stated"}
+        if case.get("judge") == "listed":
+            judged = {t for t, v in want.items() if v != "ambiguous"}
+        else:
+            judged = set(want) | {t for t, v in got.items() if v != "not stated"}
         agree = [got.get(t, "not stated") == want.get(t, "not stated") for t in judged]
         outcome.verdict_accuracy = sum(agree) / len(agree) if agree else 1.0
         outcome.correct = all(agree)
+    elif "yes_no" in expected:
+        outcome.correct = said_yes_no(answer.text) == expected["yes_no"]
+    elif "count" in expected:
+        first = re.search(r"\d+", answer.text)
+        outcome.correct = first is not None and int(first.group()) == expected["count"]
     else:
         wanted = set(expected["trials"])
         named = named_trials(answer)
@@ -308,6 +349,18 @@ def score(case: dict[str, Any], answer: Answer, k: int, ms: float) -> Outcome:
         outcome.recall_at_k = recall_at(ranked, gold, k)
         outcome.reciprocal_rank = reciprocal_rank(ranked, gold)
     return outcome
+
+
+def said_yes_no(text: str) -> str | None:
+    """'yes', 'no' or 'not_stated' as the answer's first words say, else None."""
+    start = text.strip().casefold()
+    if re.match(r"yes\b", start):
+        return "yes"
+    if re.match(r"no\b(?!\s+trial in the corpus)", start):
+        return "no"
+    if re.match(r"the record (?:does not say|of .* does not state)", start):
+        return "not_stated"
+    return None
 
 
 def named_trials(answer: Answer) -> set[str]:
@@ -335,7 +388,7 @@ def _supporting_trials(expected: dict[str, Any]) -> set[str] | None:
     if "trials" in expected:
         return set(expected["trials"])
     if "verdicts" in expected:
-        return {t for t, v in expected["verdicts"].items() if v != "not stated"}
+        return {t for t, v in expected["verdicts"].items() if v not in ("not stated", "ambiguous")}
     return None
 
 
@@ -359,6 +412,26 @@ class Report:
         table["all"] = summarise(self.outcomes)
         return table
 
+    def kind_rows(self) -> dict[str, dict[str, float | int | None]]:
+        """Per kind of question (where the set labels kinds): answers right, and how often
+        the question stage read that kind."""
+        labelled = [o for o in self.outcomes if o.kind]
+        rows: dict[str, dict[str, float | int | None]] = {}
+        for kind in [k for k in KINDS if any(o.kind == k for o in labelled)]:
+            mine = [o for o in labelled if o.kind == kind]
+            rows[kind] = {
+                "n": len(mine),
+                "answer_accuracy": _mean(o.correct for o in mine),
+                "understood": _mean(o.understood == kind for o in mine),
+            }
+        if labelled:
+            rows["all"] = {
+                "n": len(labelled),
+                "answer_accuracy": _mean(o.correct for o in labelled),
+                "understood": _mean(o.understood == o.kind for o in labelled),
+            }
+        return rows
+
     def failures(self) -> list[str]:
         """One line per metric below its threshold."""
         overall = summarise(self.outcomes)
@@ -379,6 +452,7 @@ class Report:
             "thresholds": self.thresholds,
             "failures": self.failures(),
             "categories": self.rows(),
+            "kinds": self.kind_rows(),
             "questions": [asdict(o) for o in self.outcomes],
         }
 
@@ -435,6 +509,13 @@ class Report:
             cells = [_cell(row[key]) for _, key in columns]
             name = f"**{category}**" if category == "all" else category
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        kinds = self.kind_rows()
+        if kinds:
+            lines += ["", "| kind | n | answer | understood as this kind |", "|---|---|---|---|"]
+            for kind, row in kinds.items():
+                name = f"**{kind}**" if kind == "all" else kind
+                cells = [_cell(row[key]) for key in ("n", "answer_accuracy", "understood")]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return head + "\n".join(lines)
 
     def write(self, folder: Path = RESULTS_DIR) -> tuple[Path, Path]:

@@ -19,25 +19,24 @@ from rag.llm.base import get_backend
 
 SEED_SET = Path(__file__).resolve().parents[1] / "eval" / "seed.jsonl"
 SEEDS = evaluation.load_set(str(SEED_SET))
+
+
+
 # Questions the extractive backend answers wrong today, each for the reason given. They are
 # strict xfails: one that starts passing fails here, so the list (and the ratchet) must move.
 KNOWN_MISSES = {
-    # The card lacks the field and the answer is only in the prose (title, summary,
-    # description): the extractive backend abstains instead of reading it there.
-    "q102": "the drug is named only in the description",
-    "q103": "the phase is only in the summary ('phase Ⅱ')",
-    "q104": "the ages are only in inclusion criterion 4, with no structured field",
-    "q105": "the sexes are only in inclusion criterion 4",
-    "q106": "the disease is only in the summary",
-    "q107": "the drugs are only in the summary",
-    "q112": "the treatment is only in the description",
-    "q113": "the primary endpoint is only in the description",
-    "q118": "the condition is only in the title",
-    "q119": "the interventions are only in the summary",
-    "q124": "the disease is only in the title",
-    # The wrong criterion is quoted.
-    "q115": "quotes exclusion 11 ('within 5 years') instead of inclusion 6 (over 18 years)",
-    "q125": "quotes exclusion 1 instead of naming the treatments in the title",
+    # Verdicts that need what a criterion means, not only its section (the next issue).
+    "n17": "exclusion 5 names only uncontrolled brain metastases; controlled ones are let in",
+    "n24": "prior chemotherapy is allowed by inclusion 4; exclusion 8 is a 3-month washout",
+    "n34": "001 exclusion 7 is an allergy to anlotinib, not prior use",
+    "n60": "'require ECOG 0-1' asks for the range a criterion allows, not one patient's score",
+    "n15": "the right 'No' from the wrong criterion: 5 lesions is not compared with '4 or less'",
+    # Listings by what no field states.
+    "n42": "two pages say ESCC only in their criteria; their conditions say esophageal cancer",
+    "n49": "'multicenter' is said in titles and descriptions, no field",
+    "n61": "'multicenter' is said in titles and descriptions, no field",
+    "n50": "listing by whether a maximum age is stated is not supported",
+    "n52": "listing by whether a page gives an NCT number is not supported",
 }
 
 
@@ -49,9 +48,21 @@ def report(seed_index: store.Index, embedder: SentenceEmbedder) -> evaluation.Re
 
 def test_the_set_is_large_and_varied() -> None:
     categories = Counter(q["category"] for q in SEEDS.questions)
-    assert len(SEEDS.questions) >= 60
-    assert set(categories) >= {"field", "threshold", "corpus", "followup", "unanswerable"}
-    assert min(categories.values()) >= 5
+    assert len(SEEDS.questions) >= 400
+    assert set(categories) >= {
+        "field", "threshold", "corpus", "followup", "unanswerable", "yes-no", "list", "count",
+        "compare",
+    }  # fmt: skip
+    assert min(categories.values()) >= 10
+    kinds = Counter(q["kind"] for q in SEEDS.questions)
+    assert min(kinds[k] for k in ("field", "criterion", "yes_no", "list", "scan", "count")) >= 10
+    # Every original question is asked in at least three wordings (itself and blind
+    # paraphrases written from the pages alone).
+    originals = [
+        q["id"] for q in SEEDS.questions if q["id"].startswith("q") and "-p" not in q["id"]
+    ]
+    wordings = Counter(q["id"].split("-p")[0] for q in SEEDS.questions)
+    assert len(originals) == 85 and all(wordings[i] >= 3 for i in originals)
     # Every seed trial has questions about its own fields.
     cited_cards = {c for q in SEEDS.questions for c in q.get("cite", []) if c.endswith("/card")}
     assert len(cited_cards) == 5
@@ -71,8 +82,11 @@ def test_question(case: dict[str, object], report: evaluation.Report) -> None:
     outcome = next(o for o in report.outcomes if o.id == case["id"])
     shown = f"{outcome.question!r} -> {outcome.answer!r}"
     assert outcome.correct, shown
-    assert outcome.citation_recall in (None, 1.0), f"{shown} cited {outcome.cited}"
-    assert outcome.citation_precision in (None, 1.0), f"{shown} cited {outcome.cited}"
+    # What it cites holds the answer (the gold passages, or text that states the value); the
+    # set's thresholds hold citation precision and recall over all questions.
+    assert outcome.citation_precision != 0.0, f"{shown} cited {outcome.cited}"
+    if not outcome.abstained and "abstain" not in case["expected"]:  # type: ignore[operator]
+        assert outcome.cited, f"{shown} cites nothing"
 
 
 def test_rag_eval_holds_the_ratchet(
@@ -87,7 +101,7 @@ def test_rag_eval_holds_the_ratchet(
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"# Eval: seed ({len(SEEDS.questions)} questions")
     assert any(line.startswith("| **all** |") for line in lines)
-    assert "All thresholds met: answer_accuracy >= 0.84" in result.stdout
+    assert "All thresholds met: answer_accuracy >= 0.97" in result.stdout
     data = json.loads((out / "seed-extractive.json").read_text())
     assert data["categories"]["all"]["n"] == len(SEEDS.questions)
     assert data["categories"]["all"]["answer_accuracy"] == pytest.approx(share)
@@ -95,6 +109,10 @@ def test_rag_eval_holds_the_ratchet(
     assert len(data["questions"]) == len(SEEDS.questions)
     markdown = (out / "seed-extractive.md").read_text()
     assert "| threshold |" in markdown and "| unanswerable |" in markdown
+    # The per-kind table: answers, and how often the question stage read the kind.
+    assert "| kind | n | answer | understood as this kind |" in markdown
+    assert data["kinds"]["all"]["n"] == len(SEEDS.questions)
+    assert data["kinds"]["all"]["understood"] >= 0.95
 
     # A threshold above what is reached fails the run with one line naming the metric.
     strict = CliRunner().invoke(

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from rag import evaluation
-from rag.answer import NO_TRIAL_MATCHES, NOT_STATED, Answer, Citation, Verdict
+from rag.citations import NO_TRIAL_MATCHES, NOT_STATED
 from rag.evaluation import EvalError, contains, normalise, score
+from rag.types import Answer, Citation, Verdict
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,8 @@ def test_thresholds_on_the_command_line_are_checked() -> None:
         ),
         (
             '{"id": "a", "question": "q", "category": "c", "expected": {}}',
-            "'expected' must hold exactly one of contains, verdicts, trials, abstain",
+            "'expected' must hold exactly one of contains, verdicts, trials, yes_no, count, "
+            "abstain",
         ),
         ('{"meta": {"thresholds": {"speed": 1}}}', "unknown metric 'speed'"),
     ],
