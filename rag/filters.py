@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from rag import normalize, render
 from rag.errors import RagError
@@ -50,6 +50,9 @@ DESIGNS: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 
+Match = Literal["words", "phrase", "exact"]
+
+
 class FilterError(RagError):
     """A --filter that cannot be applied."""
 
@@ -69,6 +72,9 @@ class Filters:
     design: frozenset[str] | None = None
     about: str | None = None  # every word in its conditions, treatments or titles
     trial_ids: frozenset[str] | None = None
+    # How sponsor, organisation, condition, intervention and about values match a field's
+    # value: all their words ("words"), as a phrase ("phrase"), or the whole value ("exact").
+    match: Match = "words"
 
     def check(self, trial: Trial) -> tuple[bool, tuple[str, ...]]:
         """Does the trial pass, and what was unstated (counted as fitting) or derived."""
@@ -95,13 +101,17 @@ class Filters:
             return False, ()
         for field, wanted in (("condition", self.condition), ("intervention", self.intervention)):
             if wanted is not None:
-                fits, found = about(trial, field, wanted)
+                fits, found = about(trial, field, wanted, self.match)
                 if not fits:
                     return False, ()
                 _note(notes, "conditions" if field == "condition" else "interventions", found)
-        if self.sponsor is not None and not matches(self.sponsor, [trial.sponsor or ""]):
+        if self.sponsor is not None and not matches(
+            self.sponsor, [trial.sponsor or ""], self.match
+        ):
             return False, ()
-        if self.organisation is not None and not matches(self.organisation, organisations(trial)):
+        if self.organisation is not None and not matches(
+            self.organisation, organisations(trial), self.match
+        ):
             return False, ()
         if self.country is not None:
             places = (trial.countries or ()) + (trial.locations or ())
@@ -134,21 +144,29 @@ class Filters:
         return True
 
     def about_fits(self, trial: Trial) -> bool:
+        """Do its conditions, treatments, arms and titles hold the value (all its words, or
+        the phrase)?"""
         assert self.about is not None
         texts = [trial.title or "", trial.official_title or "", *(trial.arms or ())]
         for name in ("conditions", "interventions"):
             values, _ = trial.value(name)
             texts.extend(values or ())
-        return terms(self.about) <= terms(" ".join(texts))
+        if self.match == "words":
+            return terms(self.about) <= terms(" ".join(texts))
+        return matches(self.about, texts, "phrase")
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        return any(getattr(self, f.name) is not None for f in fields(self) if f.name != "match")
 
     def merged(self, other: Filters) -> Filters:
         """These filters with every key `other` sets taken from `other`."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values |= {f.name: getattr(other, f.name) for f in fields(other) if getattr(other, f.name)}
+        values |= {
+            f.name: getattr(other, f.name)
+            for f in fields(other)
+            if getattr(other, f.name) and f.name != "match"
+        }
         return Filters(**values)
 
 
@@ -180,13 +198,26 @@ def _stem(token: str) -> str:
     )
 
 
-def matches(value: str, texts: Iterable[str]) -> bool:
-    """Does one of the texts hold every word of the value?"""
-    wanted = terms(value)
-    return bool(wanted) and any(wanted <= terms(text) for text in texts if text)
+def matches(value: str, texts: Iterable[str], match: Match = "words") -> bool:
+    """Does one of the texts hold the value: every word of it, the phrase, or all of it?"""
+    if match != "words":
+        wanted = fold(value)
+        if match == "exact":
+            return bool(wanted) and any(fold(text) == wanted for text in texts if text)
+        return bool(wanted) and any(f" {wanted} " in f" {fold(text)} " for text in texts if text)
+    words = terms(value)
+    return bool(words) and any(words <= terms(text) for text in texts if text)
 
 
-def about(trial: Trial, field: str, value: str) -> tuple[bool, Derived | None]:
+@lru_cache(maxsize=250_000)
+def fold(text: str) -> str:
+    """Lower case, punctuation to spaces, one space between words: for phrase matching."""
+    return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
+
+
+def about(
+    trial: Trial, field: str, value: str, match: Match = "words"
+) -> tuple[bool, Derived | None]:
     """Is the trial about `value` as a condition (or intervention), and was that read from its
     own words? Its stated list decides when it has one; else the list derived from its words,
     then its titles."""
@@ -195,7 +226,7 @@ def about(trial: Trial, field: str, value: str) -> tuple[bool, Derived | None]:
     if field == "intervention":
         stated += trial.arms or ()
     if stated:
-        return matches(value, stated), None
+        return matches(value, stated, match), None
     values, found = trial.value(name)
     if found is not None and matches(value, values):
         return True, found

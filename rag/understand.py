@@ -31,7 +31,7 @@ from typing import Any, Literal, get_args
 
 from rag import normalize, render
 from rag.derive import about_sentences
-from rag.filters import DESIGNS, Filters, organisations, terms
+from rag.filters import DESIGNS, Filters, Match, fold, organisations, terms
 from rag.lexical import GENERIC, SPELLINGS, name_tokens, tokenize
 from rag.types import Trial
 
@@ -246,6 +246,30 @@ class Vocabulary:
 
     def known(self, word: str) -> bool:
         return word in self.document_frequency
+
+    @cached_property
+    def field_texts(self) -> dict[str, frozenset[str]]:
+        """The folded text of every stated sponsor, organisation, condition and treatment."""
+        texts: dict[str, set[str]] = {k: set() for k in (*_KEYS, "about")}
+        for trial in self.trials.values():
+            texts["sponsor"].add(fold(trial.sponsor or ""))
+            texts["organisation"].update(fold(v) for v in organisations(trial))
+            texts["condition"].update(fold(v) for v in trial.conditions or ())
+            texts["intervention"].update(fold(v) for v in (trial.interventions or ()))
+            texts["intervention"].update(fold(v) for v in (trial.arms or ()))
+        texts["about"] = texts["condition"] | texts["intervention"]
+        return {k: frozenset(v) for k, v in texts.items()}
+
+    def match(self, kind: str, value: str) -> Match:
+        """How a listing's value should match: a sponsor's or organisation's name as a whole
+        when some trial states it so; a condition or treatment as a phrase when some value
+        holds it ("solid tumors" in "Advanced Solid Tumors"); else by its words."""
+        wanted = fold(value)
+        if wanted in self.field_texts[kind] and kind in ("sponsor", "organisation"):
+            return "exact"  # a name of one organisation, not every one whose name holds it
+        if any(f" {wanted} " in f" {text} " for text in self.field_texts[kind]):
+            return "phrase"
+        return "words"
 
     @cached_property
     def _value_words(self) -> frozenset[str]:
@@ -1249,7 +1273,11 @@ def _about_filters(text: str, filters: Filters, vocabulary: Vocabulary) -> Filte
     """What a listing question says trials are about: sponsor, an organisation, intervention
     or condition, decided by its verb and by which of the index's values hold its words; a
     word that only frames ("disease", "patients") is dropped when the words fit nothing."""
-    words = [w for w in tokenize(text) if w not in _LIST_FRAME and not w.isdigit() or _is_code(w)]
+    words = [
+        w
+        for w in tokenize(text)
+        if (w not in _LIST_FRAME and not w.isdigit() and w != "s") or _is_code(w)
+    ]
     if not words:
         return filters
     known = [w for w in words if w not in _GENERIC_ABOUT and vocabulary.known_value(w)]
@@ -1272,7 +1300,7 @@ _GENERIC_ABOUT = frozenset(
     participants cancer cancers treatment treatments therapy therapies drug drugs""".split()
 )
 _ORGANISATION_PREDICATE = re.compile(
-    r"\b(?:connect\w*|affiliat\w*|associat\w*|link\w*|tied|ties|involv\w*|at|with|partner\w*|"
+    r"\b(?:connect\w*|affiliat\w*|associat\w*|link\w*|tied|ties|involv\w*|at|partner\w*|"
     r"collaborat\w*|participat\w*|relat\w*)\b",
     re.IGNORECASE,
 )
@@ -1285,29 +1313,41 @@ def _about(text: str, words: list[str], filters: Filters, vocabulary: Vocabulary
     def fits(kind: str) -> bool:
         return any(wanted <= value for value in vocabulary.field_values[kind])
 
+    def kept(kind: str) -> Filters:
+        # The user's exact term when some trial's value is that term, else the phrase, else
+        # its words: "Sanofi" is the sponsor Sanofi, not every "... a Sanofi Company".
+        match = vocabulary.match(kind, phrase)
+        return replace(filters, **{_KEYS[kind]: phrase}, match=match)  # type: ignore[arg-type]
+
     if (
         fits("organisation")
         and _ORGANISATION_PREDICATE.search(text)
         and not re.search(r"sponsor|fund|pa(?:y|id)|financ", text, re.IGNORECASE)
     ):
-        return replace(filters, organisation=phrase)
+        return kept("organisation")
     if _SPONSOR_PREDICATE.search(text) and (fits("sponsor") or re.search(r"sponsor", text, re.I)):
-        return replace(filters, sponsor=phrase)
-    order = ["intervention", "condition"]
-    if not _INTERVENTION_PREDICATE.search(text):
-        order.reverse()
-    for kind in order:
+        return kept("sponsor")
+    treating = bool(_INTERVENTION_PREDICATE.search(text))
+    for_patients = bool(_FOR_PATIENTS.search(text))
+    if fits("intervention") and fits("condition") and not treating and not for_patients:
+        # "trials of physical activity": what they are about, as condition or treatment.
+        return replace(filters, about=phrase, match=vocabulary.match("about", phrase))
+    order = ["condition", "intervention"] if for_patients or not treating else ["intervention"]
+    for kind in [*order, "condition", "intervention"]:
         if fits(kind):
-            return (
-                replace(filters, intervention=phrase)
-                if kind == "intervention"
-                else replace(filters, condition=phrase)
-            )
-    if fits("sponsor"):
-        return replace(filters, sponsor=phrase)
-    if fits("organisation"):
-        return replace(filters, organisation=phrase)
+            return kept(kind)
+    for kind in ("sponsor", "organisation"):
+        if fits(kind):
+            return kept(kind)
     return None
+
+
+_KEYS = {
+    "sponsor": "sponsor",
+    "organisation": "organisation",
+    "condition": "condition",
+    "intervention": "intervention",
+}
 
 
 def _is_code(word: str) -> bool:
@@ -1317,8 +1357,8 @@ def _is_code(word: str) -> bool:
 def _phrase(text: str, words: list[str]) -> str:
     """The stretch of the text from the first to the last of the words, as written."""
     low = text.casefold()
-    starts = [m.start() for w in words if (m := re.search(rf"(?<![\w-]){re.escape(w)}", low))]
-    ends = [m.end() for w in words if (m := re.search(rf"{re.escape(w)}(?![\w-])", low))]
+    found = [m for w in words if (m := re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", low))]
+    starts, ends = [m.start() for m in found], [m.end() for m in found]
     if not starts or not ends:
         return " ".join(words)
     return text[min(starts) : max(ends)].strip(" ,;:")
