@@ -61,6 +61,8 @@ class Record:
     conditions: tuple[str, ...]
     interventions: tuple[str, ...]
     path: str
+    arms: tuple[str, ...] = ()  # arm group labels ("Arm A: mitomycin C + radiotherapy")
+    official_title: str = ""
 
 
 def read_records(paths: Iterable[Path]) -> Iterator[Record]:
@@ -121,6 +123,10 @@ def _json_record(s: dict[str, Any], path: str) -> Record:
             if i.get("name")
         ),
         path=path,
+        arms=tuple(
+            a["label"] for a in get("armsInterventionsModule", "armGroups") or () if a.get("label")
+        ),
+        official_title=get("identificationModule", "officialTitle") or "",
     )
 
 
@@ -159,6 +165,10 @@ def _xml_record(path: Path) -> Record | None:
             " ".join((i.text or "").split()) for i in root.findall("intervention/intervention_name")
         ),
         path=str(path),
+        arms=tuple(
+            " ".join((a.text or "").split()) for a in root.findall("arm_group/arm_group_label")
+        ),
+        official_title=text("official_title") or "",
     )
 
 
@@ -247,6 +257,8 @@ _WHICH: dict[str, tuple[str, ...]] = {
         "List the {s} studies of {v}.",
     ),
 }
+# Values registries put where a name goes that name nothing to ask about.
+_NOT_NAMES = frozenset({"no intervention", "none", "other", "not applicable", "n/a", "control"})
 MAX_LIST = 8  # longest condition/intervention list asked for, and most trials a "which" expects
 _YEARS = re.compile(r"^\d+(?:\.\d+)? Years?$")
 
@@ -390,7 +402,11 @@ def _which_questions(
             continue
         while candidates[kind]:
             value, phase, status = candidates[kind].pop()
-            if (kind, value.lower(), phase, status) in asked or len(value) < 4:
+            if (
+                (kind, value.lower(), phase, status) in asked
+                or len(value) < 4
+                or value.lower() in _NOT_NAMES
+            ):
                 continue
             asked.add((kind, value.lower(), phase, status))
             expected = _matching(by_id, kind, value, phase, status)
@@ -418,19 +434,30 @@ def _which_questions(
 def _matching(
     by_id: dict[str, list[Record]], kind: str, value: str, phase: str, status: str
 ) -> set[str] | None:
-    """Ids of the trials whose records match; None if two records of one trial disagree."""
-    phrase = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
+    """Ids of the trials whose records match; None if two records of one trial disagree.
+
+    A value matches as a phrase, punctuation aside ("Attention-deficit/Hyperactivity
+    Disorder" is "Attention Deficit Hyperactivity Disorder"); treatments are the listed
+    interventions and arm labels; a record that lists no conditions (or no treatments) is read
+    for them in its titles, as a person reading it would.
+    """
+    wanted = f" {_fold(value)} "
+
+    def holds(texts: Iterable[str]) -> bool:
+        return any(wanted in f" {_fold(t)} " for t in texts)
 
     def hit(record: Record) -> bool:
+        titles = (record.title, record.official_title)
         if kind == "sponsor":
             return (record.sponsor or "").lower() == value.lower()
         if kind == "intervention":
-            return any(phrase.search(i) for i in record.interventions)
+            listed = record.interventions + record.arms
+            return holds(listed) if record.interventions else holds(titles)
         if phase and phase not in record.phases:
             return False
         if status and record.status != status:
             return False
-        return any(phrase.search(c) for c in record.conditions)
+        return holds(record.conditions) if record.conditions else holds(titles)
 
     found = set()
     for nct_id, records in by_id.items():
@@ -440,6 +467,10 @@ def _matching(
         if verdicts.pop():
             found.add(nct_id)
     return found
+
+
+def _fold(text: str) -> str:
+    return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
 
 
 def write_set(questions: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path:
