@@ -87,7 +87,8 @@ GENERIC = frozenset(
     """prior previous previously treatment treatments therapy therapies inhibitor inhibitors
     history received receive receiving use used using drug drugs agent agents past any already
     had have having been patients patient people person someone accepted before anti positive
-    negative treated treat treating""".split()
+    negative treated treat treating disease diseases disorder disorders condition conditions
+    illness""".split()
 ) | frozenset(
     # Qualifiers: they say which cases of a thing, not what the thing is ("active hepatitis B"
     # must meet "hepatitis", not any criterion saying "active").
