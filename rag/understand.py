@@ -261,12 +261,13 @@ class Vocabulary:
         return {k: frozenset(v) for k, v in texts.items()}
 
     def match(self, kind: str, value: str) -> Match:
-        """How a listing's value should match: a sponsor's or organisation's name as a whole
-        when some trial states it so; a condition or treatment as a phrase when some value
-        holds it ("solid tumors" in "Advanced Solid Tumors"); else by its words."""
+        """How a listing's value should match: a sponsor's name as a whole when some trial
+        states it so; an organisation (named among people and sites), a condition or a
+        treatment as a phrase when some value holds it ("solid tumors" in "Advanced Solid
+        Tumors"); else by its words."""
         wanted = fold(value)
-        if wanted in self.field_texts[kind] and kind in ("sponsor", "organisation"):
-            return "exact"  # a name of one organisation, not every one whose name holds it
+        if wanted in self.field_texts[kind] and kind == "sponsor":
+            return "exact"  # the name of one sponsor, not every one whose name holds it
         if any(f" {wanted} " in f" {text} " for text in self.field_texts[kind]):
             return "phrase"
         return "words"
