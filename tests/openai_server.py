@@ -23,6 +23,7 @@ class Behaviour:
     fail_status: int = 0  # answer this status ...
     fail_times: int = 0  # ... this many times first
     garbage: bool = False
+    plan_reply: str | None = None  # the reply to a request for a plan (JSON), if set
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -49,17 +50,19 @@ class _Handler(BaseHTTPRequestHandler):
         if b.garbage:
             self._send(200, b"<html>this is not json</html>", "text/html")
             return
+        asked = str(body.get("messages", [{}])[-1].get("content", ""))
+        reply = b.plan_reply if b.plan_reply is not None and "as JSON only" in asked else b.reply
         if body.get("stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
-            for word in b.reply.split(" "):
+            for word in reply.split(" "):
                 event = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
                 self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                 self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
             return
-        answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": b.reply}}]}
+        answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}
         self._send(200, json.dumps(answer).encode())
 
     def _send(self, status: int, data: bytes, kind: str = "application/json") -> None:

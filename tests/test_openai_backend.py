@@ -222,3 +222,71 @@ def test_eval_with_the_server_down_records_every_failure(
     failed = [q for q in data["questions"] if q["error"]]
     assert failed and all(not q["correct"] for q in failed)
     assert data["categories"]["all"]["errors"] == len(failed)
+
+
+def test_the_model_plans_the_question_when_its_plan_is_valid(
+    server: tuple[str, Behaviour], seed_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    url, behaviour = server
+    assistant = Assistant(seed_index, embedder, get_backend("openai", base_url=url, api_key="k"))
+    question = "tell me about the money behind Fudan's study"
+    rules = assistant.understand(question)  # the loopback reply is no JSON: the rules stand
+    assert rules.kind != "field" or rules.fields != ("sponsor",)
+    behaviour.plan_reply = (
+        '{"kind": "field", "trials": ["T-fcd9d254a2"], "fields": ["sponsor"], "topic": ""}'
+    )
+    behaviour.reply = "Fudan University sponsors it [1]."
+    answer = assistant.ask(question)
+    plan_request, answer_request = behaviour.requests[-2:]
+    assert plan_request["stream"] is False
+    assert '"required": ["kind"]' in plan_request["messages"][0]["content"]  # the schema
+    assert answer.understood is not None
+    assert (answer.understood.kind, answer.understood.fields) == ("field", ("sponsor",))
+    # The plan decided what was read: the Fudan trial's card, whose sponsor the model cites.
+    assert "Sponsor: Fudan University" in answer_request["messages"][1]["content"]
+    assert answer.text == "Fudan University sponsors it [1]."
+    assert [c.chunk_id for c in answer.citations] == ["T-fcd9d254a2/card"]
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        "Sure! The question is about the sponsor.",  # no JSON
+        '{"kind": "gossip"}',  # no such kind
+        '{"kind": "field", "trials": ["NCT00000000"], "fields": ["sponsor"]}',  # no such trial
+        '{"kind": "field", "trials": ["T-fcd9d254a2"], "fields": ["favourite colour"]}',
+        '{"kind": "field", "trials": ["T-fcd9d254a2"], "mood": "happy"}',  # unknown key
+        '{"kind": "scan", "filters": {"colour": "red"}}',  # unknown filter
+        '{"kind": "scan", "patient": {"ecog": 9}}',  # impossible value
+    ],
+)
+def test_an_invalid_plan_leaves_the_rules_reading(
+    plan: str,
+    server: tuple[str, Behaviour],
+    seed_index: store.Index,
+    embedder: SentenceEmbedder,
+) -> None:
+    url, behaviour = server
+    backend = get_backend("openai", base_url=url, api_key="k")
+    assistant = Assistant(seed_index, embedder, backend)
+    question = "who sponsors the Fudan trial?"
+    behaviour.plan_reply = plan
+    planned = assistant.understand(question)
+    backend.plans = False  # type: ignore[attr-defined]
+    assert planned == assistant.understand(question)
+    assert (planned.kind, planned.trials, planned.fields) == (
+        "field",
+        ("T-fcd9d254a2",),
+        ("sponsor",),
+    )
+
+
+def test_planning_is_skipped_fast_when_the_server_fails(
+    server: tuple[str, Behaviour], seed_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    url, behaviour = server
+    behaviour.fail_status, behaviour.fail_times = 500, 1  # the plan request fails, once
+    assistant = Assistant(seed_index, embedder, get_backend("openai", base_url=url, api_key="k"))
+    answer = assistant.ask("who sponsors the Fudan trial?")
+    assert len(behaviour.requests) == 2  # the plan (not retried), then the answer
+    assert answer.understood is not None and answer.understood.fields == ("sponsor",)

@@ -5,6 +5,9 @@ and key come from options or the environment (OPENAI_BASE_URL, RAG_OPENAI_MODEL 
 OPENAI_MODEL, OPENAI_API_KEY). 429 and 5xx answers and dropped connections are retried with
 exponential backoff (honouring Retry-After); anything else fails at once with one line that
 says what to do.
+
+It also plans: asked (Task kind "plan"), the model returns the typed question as JSON, which
+rag.answer validates and uses instead of the rules' reading (RAG_OPENAI_PLAN=0 turns it off).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class OpenAIBackend:
         stream: bool = True,
         temperature: float = 0.0,
         max_tokens: int = 800,
+        plan: bool | None = None,
         client: httpx.Client | None = None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip(
@@ -58,6 +62,7 @@ class OpenAIBackend:
         self.stream = stream
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.plans = plan if plan is not None else os.environ.get("RAG_OPENAI_PLAN", "1") != "0"
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=5.0))
 
     @property
@@ -65,17 +70,19 @@ class OpenAIBackend:
         return f"{self.base_url}/chat/completions"
 
     def generate(self, task: Task) -> Iterator[str]:
+        stream = self.stream and task.kind != "plan"  # a plan is read whole, as JSON
         body: dict[str, Any] = {
             "model": self.model,
             "messages": list(task.messages),
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            "stream": self.stream,
+            "stream": stream,
         }
-        if self.stream:
+        if stream:
             yield from self._stream(body)
         else:
-            yield self._complete(body)
+            # A plan is optional: when it fails the rules stand, so it is not retried.
+            yield self._complete(body, retries=0 if task.kind == "plan" else self.retries)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -83,8 +90,8 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def _complete(self, body: dict[str, Any]) -> str:
-        response = self._send(body)
+    def _complete(self, body: dict[str, Any], retries: int) -> str:
+        response = self._send(body, retries)
         try:
             data = response.json()
             content = data["choices"][0]["message"]["content"]
@@ -136,18 +143,18 @@ class OpenAIBackend:
         if not seen:
             raise self._garbage("a stream with no content")
 
-    def _send(self, body: dict[str, Any]) -> httpx.Response:
+    def _send(self, body: dict[str, Any], retries: int) -> httpx.Response:
         attempt = 0
         while True:
             try:
                 response = self.client.post(self.url, json=body, headers=self._headers())
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                if attempt >= self.retries or isinstance(exc, httpx.ReadTimeout):
+                if attempt >= retries or isinstance(exc, httpx.ReadTimeout):
                     raise self._unreachable(exc) from None
                 self._wait(attempt, None)
                 attempt += 1
                 continue
-            if response.status_code in _RETRY_STATUS and attempt < self.retries:
+            if response.status_code in _RETRY_STATUS and attempt < retries:
                 self._wait(attempt, response)
                 attempt += 1
                 continue
