@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rag.errors import RagError
+from rag.filters import FILTER_KEYS
 from rag.ingest import FileReport, ingest_paths
 from rag.types import Hit, Trial
 
@@ -132,8 +133,8 @@ Filters = Annotated[
     typer.Option(
         "--filter",
         "-f",
-        help="KEY=VALUE, repeatable: status, phase, type, sex, age, condition, intervention, "
-        "trial. Commas give alternatives (status=recruiting,not_yet_recruiting).",
+        help=f"KEY=VALUE, repeatable: {', '.join(FILTER_KEYS)}. Commas give alternatives "
+        "(status=recruiting,not_yet_recruiting; design=randomized,open-label).",
     ),
 ]
 

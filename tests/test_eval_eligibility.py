@@ -49,6 +49,7 @@ def test_eligibility_verdicts_hold_their_floor(
     report = evaluation.run(labelled, assistant, backend="extractive", index="eval")
     rows = report.rows()
     for topic, floor in FLOORS.items():
-        assert rows[topic]["verdict_accuracy"] is not None
-        assert rows[topic]["verdict_accuracy"] >= floor - 1e-9, (topic, rows[topic])
+        accuracy = rows[topic]["verdict_accuracy"]
+        assert accuracy is not None
+        assert accuracy >= floor - 1e-9, (topic, rows[topic])
     assert report.failures() == []

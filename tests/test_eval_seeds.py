@@ -21,7 +21,6 @@ SEED_SET = Path(__file__).resolve().parents[1] / "eval" / "seed.jsonl"
 SEEDS = evaluation.load_set(str(SEED_SET))
 
 
-
 # Questions the extractive backend answers wrong today, each for the reason given. They are
 # strict xfails: one that starts passing fails here, so the list (and the ratchet) must move.
 KNOWN_MISSES = {

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -85,7 +86,7 @@ def test_fields_are_read_from_the_records_as_written(records: Path) -> None:
 
 def test_questions_carry_the_records_values(records: Path) -> None:
     questions = evalgen.generate([records], n=60, seed=1, which_share=0.3)
-    by_field: dict[str, list[dict[str, object]]] = {}
+    by_field: dict[str, list[dict[str, Any]]] = {}
     for q in questions:
         by_field.setdefault(q["category"], []).append(q)
     for q in by_field["phase"]:

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -36,10 +37,10 @@ def server() -> Iterator[tuple[str, Behaviour]]:
         yield url, behaviour
 
 
-def backend(url: str, **options: object) -> OpenAIBackend:
+def backend(url: str, **options: Any) -> OpenAIBackend:
     return OpenAIBackend(
         base_url=url, model="test-model", api_key="sk-test", backoff=0.01, **options
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_plain_and_streamed_answers(server: tuple[str, Behaviour]) -> None:
