@@ -339,12 +339,15 @@ class Assistant:
             trial = self.index.trials[trial_id]
             if q.fields:
                 found, missing = self._field_facts(q.fields, trial, numbering)
-                facts += found or [_unstated(trial, ", ".join(missing))]
+                facts += found
+                if missing:
+                    labels = ", ".join(render.FIELD_LABELS[f].lower() for f in missing)
+                    facts.append(_unstated(trial, labels))
             elif not q.patient.empty:
                 chunks = _ordered(self._trial_hits(q, trial, k), self._chunks(trial.id))
                 decision = decide(q, trial, chunks, self.index.card(trial.id))
                 facts += self._verdict_facts(trial, decision, numbering) or [
-                    _unstated(trial, "this")
+                    _unstated(trial, "what was asked")
                 ]
                 verdicts.append(_verdict(trial.id, decision, numbering))
             else:
@@ -357,7 +360,7 @@ class Assistant:
         asked = _asked_terms(q, trial, self.vocabulary)
         ranked = _ranked(q, [h for h in hits if asked & token_set(h.chunk.text)], asked)
         if not ranked:
-            return _unstated(trial, "this")
+            return _unstated(trial, "what was asked")
         return _criterion_fact(trial, ranked[0].chunk, asked, numbering)
 
     def _ambiguous(self, q: Question) -> Generator[str, None, Answer]:
@@ -425,6 +428,7 @@ class Assistant:
             for chunk in (*decision.chunks, *best, *naming[:MAX_TOPIC_CRITERIA]):
                 numbering.add(chunk)
             first = decision.chunks[0] if decision.chunks else None
+            also = tuple(dict.fromkeys(numbering.add(c) for c in decision.chunks[1:]))
             facts.append(
                 Fact(
                     kind="verdict",
@@ -435,6 +439,7 @@ class Assistant:
                     marker=numbering.add(first) if first else None,
                     quote=first.text if first else "",
                     note=decision.note,
+                    also=also,
                 )
             )
             trials.append({"id": trial.id, "name": render.trial_name(trial)})
@@ -664,8 +669,8 @@ def _unstated(trial: Trial, what: str) -> Fact:
         kind="field",
         trial_id=trial.id,
         name=render.trial_name(trial),
-        label="Not stated",
-        value=what,
+        label=what,
+        value="not stated in the record",
         marker=None,
     )
 

@@ -506,7 +506,9 @@ class Report:
             "|---" * (len(columns) + 1) + "|",
         ]
         for category, row in self.rows().items():
-            cells = [_cell(row[key]) for _, key in columns]
+            cells = [
+                _ms(row[key]) if key.startswith("ms_") else _cell(row[key]) for _, key in columns
+            ]
             name = f"**{category}**" if category == "all" else category
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         kinds = self.kind_rows()
@@ -569,6 +571,10 @@ def _cell(value: float | int | None) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.3f}" if value <= 1 else f"{value:.0f}"
+
+
+def _ms(value: float | int | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -99,7 +99,8 @@ def _facts(
 
 
 def combine(decisions: list[Decision]) -> Decision:
-    """Excluded by any fact is excluded; else the facts' allowances; else not stated."""
+    """Excluded by any fact is excluded (citing what excludes); else the facts' allowances,
+    citing every passage that decided a fact; else not stated."""
     order: tuple[VerdictWord, ...] = ("excludes", "allows with conditions", "requires", "allows")
     for verdict in order:
         deciding = [d for d in decisions if d.verdict == verdict]
@@ -108,7 +109,8 @@ def combine(decisions: list[Decision]) -> Decision:
             note = "; ".join(d.note for d in deciding if d.note)
             if unstated and verdict != "excludes":
                 note = "; ".join(filter(None, [note, f"{unstated} of the facts not stated"]))
-            chunks = tuple(dict.fromkeys(c for d in deciding for c in d.chunks))
+            cited = deciding if verdict == "excludes" else deciding + decisions
+            chunks = tuple(dict.fromkeys(c for d in cited for c in d.chunks))
             return Decision(verdict, chunks, note)
     return NOT_STATED
 

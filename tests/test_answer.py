@@ -167,3 +167,27 @@ def test_trial_ids_are_found_in_any_case(
         answer = assistant.ask(f"who sponsors {typed}?")
         assert answer.trial_id == "T-fcd9d254a2" and "Fudan University" in answer.text, typed
     assert assistant.ask("who sponsors nct04984096?").trial_id == "NCT04984096"
+
+
+def test_comparison_says_which_fields_each_trial_leaves_out(assistant: Assistant) -> None:
+    answer = assistant.ask("compare the phase and enrollment of the APEC study and the Fudan trial")
+    apec, fudan = answer.text.split("\n\n")[0].splitlines()
+    assert apec.startswith("NCT04984096 (APEC: ")
+    assert "enrollment is 50 [1]; phase is not stated in the record." in apec
+    assert fudan.startswith("T-fcd9d254a2 (Local Therapy")
+    assert "phase is Phase 2 [2]; enrollment is not stated in the record." in fudan
+    assert [c.chunk_id for c in answer.citations] == ["NCT04984096/card", "T-fcd9d254a2/card"]
+
+
+def test_patient_facts_give_one_verdict_citing_every_deciding_criterion(
+    assistant: Assistant,
+) -> None:
+    answer = assistant.ask("which trials would take a 70-year-old woman with ECOG 1?")
+    cited = {c.chunk_id for c in answer.citations}
+    # Age and ECOG are two criteria in these trials: both are cited for the one verdict.
+    assert {"T-ee5e47e5ae/inclusion/1", "T-ee5e47e5ae/inclusion/7"} <= cited
+    assert {"NCT04984096/inclusion/1", "NCT04984096/inclusion/2"} <= cited
+    assert {v.trial_id: v.verdict for v in answer.verdicts}["T-ee5e47e5ae"] == "allows"
+    older = verdicts(assistant, "which trials would take a 78-year-old man with ECOG 1?")
+    # Excluded by age: the age criterion alone is the reason given.
+    assert older["T-ee5e47e5ae"] == ("excludes", "T-ee5e47e5ae/inclusion/1")

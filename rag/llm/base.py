@@ -43,7 +43,8 @@ class Fact:
     record states only in its own words was read; "criterion": `label` is the criterion
     ("inclusion criterion 8.2"), `value` the threshold it sets (or empty), `quote` its text;
     "verdict": `value` is the verdict, `quote` the deciding words, `note` a reason or
-    condition; "trial": a trial that fits, `label`/`value` the field that makes it fit.
+    condition, `also` the markers of the other passages that decided it; "trial": a trial
+    that fits, `label`/`value` the field that makes it fit.
     """
 
     kind: FactKind
@@ -56,6 +57,7 @@ class Fact:
     where: str = ""
     section: str = ""
     note: str = ""
+    also: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ def field_sentence(facts: list[Fact]) -> str:
     parts = []
     for fact in facts:
         where = f' (from {fact.where}: "{fact.quote}")' if fact.where else ""
-        verb = "are" if "; " in fact.value else "is"
+        verb = "are" if "; " in fact.value or ", " in fact.label else "is"
         cite = f" [{fact.marker}]" if fact.marker is not None else ""
         parts.append(f"{fact.label.lower()} {verb} {fact.value}{where}{cite}")
     return f"{facts[0].name}: " + "; ".join(parts) + "."
@@ -97,8 +97,9 @@ def _note(fact: Fact) -> str:
 
 
 def verdict_line(fact: Fact) -> str:
-    """'- <id> (<name>): <verdict> [n] - <reason>' (the format rag.citations parses)."""
-    cite = f" [{fact.marker}]" if fact.marker is not None else ""
+    """'- <id> (<name>): <verdict> [n] [m] - <reason>' (the format rag.citations parses)."""
+    markers = ([fact.marker] if fact.marker is not None else []) + list(fact.also)
+    cite = "".join(f" [{m}]" for m in markers)
     reason = f" - {fact.note}" if fact.note else ""
     return f"- {fact.name}: {fact.value}{cite}{reason}"
 
