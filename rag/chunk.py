@@ -21,7 +21,8 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 
 def chunk_trial(trial: Trial) -> list[Chunk]:
     """Every chunk of one trial, card first."""
-    title = short_title(trial)
+    # The embedded header carries a short title; `title` is the name shown to people.
+    title = short_title(trial), render.short_name(trial)
     chunks = [_card(trial, title)]
     by_id = {c.id: c for c in trial.criteria}
     for criterion in trial.criteria:
@@ -47,14 +48,14 @@ def short_title(trial: Trial) -> str:
     return basis[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _header(trial: Trial, title: str, section: str) -> str:
+def _header(trial: Trial, title: tuple[str, str], section: str) -> str:
     """ "<short title> (<id>; <sponsor>) | <section>": enough for a chunk to stand alone."""
     about = "; ".join(v for v in (trial.nct_id or trial.id, trial.sponsor) if v)
-    return f"{title} ({about}) | {section}"
+    return f"{title[0]} ({about}) | {section}"
 
 
 def _criterion(
-    trial: Trial, criterion: Criterion, by_id: dict[str, Criterion], title: str
+    trial: Trial, criterion: Criterion, by_id: dict[str, Criterion], title: tuple[str, str]
 ) -> Chunk:
     context: list[str] = []
     parent = criterion.parent
@@ -70,7 +71,7 @@ def _criterion(
         section=criterion.section,
         text=criterion.plain,
         embed_text="\n".join(lines),
-        title=title,
+        title=title[1],
         criterion_id=criterion.id,
         span=criterion.span,
         field=criterion.field,
@@ -83,7 +84,7 @@ def card_text(trial: Trial) -> str:
     return "\n".join(line for _, line, _ in render.card_lines(trial))
 
 
-def _card(trial: Trial, title: str) -> Chunk:
+def _card(trial: Trial, title: tuple[str, str]) -> Chunk:
     text = card_text(trial)
     return Chunk(
         id=f"{trial.id}/card",
@@ -92,11 +93,11 @@ def _card(trial: Trial, title: str) -> Chunk:
         section="card",
         text=text,
         embed_text=f"{_header(trial, title, 'trial fields')}\n{text}",
-        title=title,
+        title=title[1],
     )
 
 
-def _pieces(trial: Trial, field: str, value: str, title: str) -> list[Chunk]:
+def _pieces(trial: Trial, field: str, value: str, title: tuple[str, str]) -> list[Chunk]:
     section = "summary" if field == "brief_summary" else "description"
     chunks: list[Chunk] = []
     for start, end in split_passages(value):
@@ -109,7 +110,7 @@ def _pieces(trial: Trial, field: str, value: str, title: str) -> list[Chunk]:
                 section=section,
                 text=text,
                 embed_text=f"{_header(trial, title, section)}\n{text}",
-                title=title,
+                title=title[1],
                 span=(start, end),
                 field=field,
             )

@@ -42,8 +42,12 @@ def test_sub_criterion_carries_its_parents() -> None:
         "Blood routine examination:",
         "PLT ≥ 80 × 109 / L.",
     ]
-    # No title on the page: the header starts with the summary instead.
-    assert plt.title.startswith("The purpose of this study is to observe")
+    # No title on the page: the embedded header starts with the summary, and the name shown
+    # to people is what the page studies.
+    assert plt.embed_text.startswith("The purpose of this study is to observe")
+    assert plt.title == (
+        "study of anlotinib and sindilimab in advanced esophageal squamous cell carcinoma (ESCC)"
+    )
 
 
 def test_card_states_what_the_record_states_as_a_person_reads_it() -> None:
