@@ -263,7 +263,7 @@ class Assistant:
         decision = decide(q, trial, chunks, self.index.card(trial.id))
         numbering = _Numbering()
         facts = self._verdict_facts(trial, decision, numbering)
-        lead = yes_no(decision.verdict) + "."
+        lead = yes_no(decision.verdict, q.stance) + "."
         if decision.verdict == "not stated":
             text = f"The record does not say: nothing in the criteria of {render.trial_name(trial)}"
             text += " speaks to this."
@@ -296,7 +296,14 @@ class Assistant:
         if not hits:
             return (yield from _fixed(q, NO_TRIAL_MATCHES))
         asked = _asked_terms(q, trial, self.vocabulary)
-        supported = [h for h in hits if asked & token_set(h.chunk.text)]
+        # Prose names its own trial's drug and disease throughout: there, only the other
+        # asked words count ("the dose of apatinib" is not in every sentence naming apatinib).
+        naming = self.vocabulary.names.get(trial.id, frozenset()) if trial else frozenset()
+        supported = [
+            h
+            for h in hits
+            if (asked if h.chunk.kind == "criterion" else asked - naming) & token_set(h.chunk.text)
+        ]
         ranked = _ranked(q, supported, asked)
         if not ranked:
             text = NOT_STATED.format(trial=render.trial_name(trial)) if trial else CANNOT_ANSWER
@@ -701,21 +708,25 @@ _NUMBER = re.compile(r"\d")
 
 def _ranked(q: Question, hits: list[Hit], asked: set[str]) -> list[Hit]:
     """The passages that answer a criterion question, best first: for a question of quantity
-    ("how many", "minimum", "cut-off") those that state a number; then the section the question
-    names ("their exclusion criteria"); then most concepts asked (a word with its forms and its
-    curated expansions counts once); then criteria before prose and inclusion (what it
-    requires) before exclusion; then the retriever's order."""
+    ("how many", "minimum", "cut-off") those that state a number beside an asked word ("no
+    more than 5 lesions", not "lesions ... RECIST 1.1"), then any number; then the section the
+    question names ("their exclusion criteria"); then most concepts asked (a word with its
+    forms and its curated expansions counts once); then criteria before prose and inclusion
+    (what it requires) before exclusion; then the retriever's order."""
     quantity = bool(_QUANTITY.search(q.text))
     section = _SECTION.search(q.text)
     wanted = section.group(1).lower() if section else None
     concepts = _concepts(q.topic or q.text, asked)
 
-    def key(hit: Hit) -> tuple[bool, bool, int, bool, bool]:
+    stems = {stem(w) for w in asked}
+
+    def key(hit: Hit) -> tuple[bool, bool, bool, int, bool, bool]:
         chunk = hit.chunk
         text = " ".join(tokenize(chunk.text))
         words = stem_set(chunk.text) - stem_set(chunk.title)
         met = sum(1 for c in concepts if any(_holds(text, words, term) for term in c))
         return (
+            quantity and not _number_near(chunk.text, stems),
             quantity and not _NUMBER.search(chunk.text),
             wanted is not None and chunk.section != wanted,
             -met,
@@ -727,6 +738,15 @@ def _ranked(q: Question, hits: list[Hit], asked: set[str]) -> list[Hit]:
 
 
 _SECTION = re.compile(r"\b(inclusion|exclusion)s?\b", re.IGNORECASE)
+NUMBER_REACH = 2  # content words (stop words aside) from a number to the asked word it quantifies
+
+
+def _number_near(text: str, stems: set[str]) -> bool:
+    """Does a number stand within NUMBER_REACH words of an asked word?"""
+    tokens = tokenize(text)
+    numbers = [i for i, t in enumerate(tokens) if _NUMBER.search(t)]
+    asked = [i for i, t in enumerate(tokens) if stem(t) in stems]
+    return any(abs(i - j) <= NUMBER_REACH for i in numbers for j in asked)
 
 
 def _concepts(text: str, asked: set[str]) -> list[set[str]]:

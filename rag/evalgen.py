@@ -436,15 +436,18 @@ def _matching(
 ) -> set[str] | None:
     """Ids of the trials whose records match; None if two records of one trial disagree.
 
-    A value matches as a phrase, punctuation aside ("Attention-deficit/Hyperactivity
-    Disorder" is "Attention Deficit Hyperactivity Disorder"); treatments are the listed
-    interventions and arm labels; a record that lists no conditions (or no treatments) is read
-    for them in its titles, as a person reading it would.
+    A value matches as a phrase the way a person asking means it: punctuation aside
+    ("Attention-deficit/Hyperactivity Disorder" is "Attention Deficit Hyperactivity
+    Disorder"), singular or plural ("Solid Tumors" is said of "Solid Tumor"), a disease's
+    words for the same thing ("cancer", "carcinoma", "neoplasm", "tumor") and a few words
+    between its own ("Metastatic Cancer" is said of "Metastatic Breast Cancer"). Treatments
+    are the listed interventions and arm labels; a record that lists no conditions (or no
+    treatments) is read for them in its titles, as a person reading it would.
     """
-    wanted = f" {_fold(value)} "
+    wanted = _words(value)
 
     def holds(texts: Iterable[str]) -> bool:
-        return any(wanted in f" {_fold(t)} " for t in texts)
+        return any(_in_order(wanted, _words(t)) for t in texts)
 
     def hit(record: Record) -> bool:
         titles = (record.title, record.official_title)
@@ -471,6 +474,31 @@ def _matching(
 
 def _fold(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
+
+
+_DISEASE = frozenset("cancer carcinoma neoplasm tumor tumour malignancy malignancie".split())
+_GAP = 2  # words allowed between two words of a phrase
+
+
+def _words(text: str) -> tuple[str, ...]:
+    singular = (w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _fold(text).split())
+    return tuple("cancer" if w in _DISEASE else w for w in singular)
+
+
+def _in_order(phrase: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    """The phrase's words in the text, in order, at most _GAP other words apart."""
+    if not phrase:
+        return False
+    starts = [i for i, w in enumerate(words) if w == phrase[0]]
+    for at in starts:
+        for wanted in phrase[1:]:
+            nearby = words[at + 1 : at + 2 + _GAP]
+            if wanted not in nearby:
+                break
+            at += 1 + nearby.index(wanted)
+        else:
+            return True
+    return False
 
 
 def write_set(questions: list[dict[str, Any]], path: Path, meta: dict[str, Any]) -> Path:

@@ -242,11 +242,13 @@ def stated(text: str) -> str:
 
 
 def contains(text: str, value: str) -> bool:
-    """Is `value` in `text`, as whole words, after both are normalised?"""
+    """Is `value` in `text`, as whole words, after both are normalised? A number may carry
+    its unit ("90" is in "HB ≥90g/L"), but not more digits ("90" is not in "900" or "90.5")."""
     wanted = normalise(value)
     if not wanted:
         return False
-    return re.search(rf"(?<![\w.]){re.escape(wanted)}(?![\w]|\.\d)", normalise(text)) is not None
+    after = r"(?![\d]|[.,]\d)" if wanted[-1].isdigit() else r"(?![\w]|\.\d)"
+    return re.search(rf"(?<![\w.]){re.escape(wanted)}{after}", normalise(text)) is not None
 
 
 # --- scoring ---------------------------------------------------------------------------------

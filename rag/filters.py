@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from rag import normalize, render
 from rag.errors import RagError
-from rag.lexical import name_tokens
+from rag.lexical import SPELLINGS, name_tokens
 from rag.types import Derived, Trial
 
 FILTER_KEYS = (
@@ -200,13 +200,48 @@ def _stem(token: str) -> str:
 
 def matches(value: str, texts: Iterable[str], match: Match = "words") -> bool:
     """Does one of the texts hold the value: every word of it, the phrase, or all of it?"""
-    if match != "words":
+    if match == "exact":
         wanted = fold(value)
-        if match == "exact":
-            return bool(wanted) and any(fold(text) == wanted for text in texts if text)
-        return bool(wanted) and any(f" {wanted} " in f" {fold(text)} " for text in texts if text)
+        return bool(wanted) and any(fold(text) == wanted for text in texts if text)
+    if match == "phrase":
+        phrase = phrase_words(value)
+        return bool(phrase) and any(holds_phrase(phrase, phrase_words(t)) for t in texts if t)
     words = terms(value)
     return bool(words) and any(words <= terms(text) for text in texts if text)
+
+
+# Words a disease's name uses for the same thing: "esophageal cancer" is said of "Esophageal
+# Squamous Cell Carcinoma" too.
+_SAME_WORD = dict.fromkeys(
+    """carcinoma neoplasm tumor tumour malignancy malignancie""".split(), "cancer"
+)
+PHRASE_GAP = 2  # words a phrase may skip between two of its own ("esophageal | squamous cell |")
+
+
+@lru_cache(maxsize=250_000)
+def phrase_words(text: str) -> tuple[str, ...]:
+    """The folded words of a text, spellings and plurals made one ("oesophageal", "hot
+    flashes"), and a disease's words for the same thing."""
+    words = (_stem(SPELLINGS.get(w, w)) for w in fold(text).split())
+    return tuple(_SAME_WORD.get(w, w) for w in words)
+
+
+def holds_phrase(phrase: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    """Are the phrase's words in the text in order, at most PHRASE_GAP other words apart
+    ("esophageal cancer" in "esophageal squamous cell carcinoma", not in "esophageal
+    metastases from breast cancer")?"""
+    for start, word in enumerate(words):
+        if word != phrase[0]:
+            continue
+        at = start
+        for wanted in phrase[1:]:
+            window = words[at + 1 : at + 2 + PHRASE_GAP]
+            if wanted not in window:
+                break
+            at += 1 + window.index(wanted)
+        else:
+            return True
+    return False
 
 
 @lru_cache(maxsize=250_000)

@@ -31,7 +31,7 @@ from typing import Any, Literal, get_args
 
 from rag import normalize, render
 from rag.derive import about_sentences
-from rag.filters import DESIGNS, Filters, Match, fold, organisations, terms
+from rag.filters import DESIGNS, Filters, Match, fold, matches, organisations, terms
 from rag.lexical import GENERIC, SPELLINGS, name_tokens, tokenize
 from rag.types import Trial
 
@@ -268,7 +268,7 @@ class Vocabulary:
         wanted = fold(value)
         if wanted in self.field_texts[kind] and kind == "sponsor":
             return "exact"  # the name of one sponsor, not every one whose name holds it
-        if any(f" {wanted} " in f" {text} " for text in self.field_texts[kind]):
+        if matches(value, self.field_texts[kind], "phrase"):
             return "phrase"
         return "words"
 
@@ -503,6 +503,12 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
         r"leading|heads)\b|\bresearchers?\b",
     ),
     ("collaborators", r"\bcollaborat\w*|\bpartner\w*|\bco-?sponsor\w*"),
+    (
+        "contacts",
+        r"\bcontact(?:s|ed|ing)?\b|\bwho\s+(?:do|should|can|could)\s+(?:I|we|you|they)\s+"
+        r"(?:call|phone|e-?mail|ask|reach|write\s+to|talk\s+to|speak\s+(?:to|with))\b|"
+        r"\bphone\s+number\b|\be-?mail\s+address\b|\breach\s+out\b|\bget\s+in\s+touch\b",
+    ),
     ("phase", r"\bphase\b"),
     (
         "status",
@@ -530,7 +536,8 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
         r"\benrol+ment\b|\bhow\s+many\s+(?:\w+\s+){0,2}?(?:participants|patients|people|subjects|"
         r"volunteers|persons|individuals|cases)\b|\bsample\s+size\b|\bnumber\s+of\s+(?:"
         r"participants|patients|subjects|people)\b|\b(?:target|planned)\s+(?:accrual|size|number|"
-        r"enrol\w*)\b|\baccrual\b|\bhow\s+(?:big|large)\b|\bhow\s+many\s+(?:ppl|pts|pt)\b|\bhow\s+many\s+(?:will|do|does|did)\s+"
+        r"enrol\w*)\b|\baccrual\b|\bhow\s+(?:big|large)\s+(?:is|was|will)\s+(?:the\s+|this\s+|that\s+)?"
+        r"(?:(?:it|trial|study|sample|one)\b|<trial>|\s*(?:be\s*)?\?)|\bhow\s+many\s+(?:ppl|pts|pt)\b|\bhow\s+many\s+(?:will|do|does|did)\s+"
         r"(?:they|it)\s+(?:enrol+|recruit|include|take)|\bhow\s+many\s+(?:are|were)\s+(?:in|"
         r"enrol+ed)\b|\b(?:plan\w*|aim\w*|hop\w*|expect\w*|intend\w*|going|want\w*|look\w*)\s+"
         r"to\s+(?:enrol+|recruit|include)\b|\bwill\s+(?:\w+\s+){0,6}?(?:enrol+|recruit)\b|"
@@ -673,7 +680,7 @@ _MALE = re.compile(
 )
 _ECOG = re.compile(
     r"\b(?:ecog|e\.c\.o\.g\.?|who|zubrod)?\s*(?:performance\s+status|performance\s+score|ps|"
-    r"ecog)\s*(?:score|status|grade|level)?\s*(?:of|is|=|:|at)?\s*(?P<n>[0-5])\b(?![.,]\d|\s*[x×])",
+    r"ecog)\s*(?:score|status|grade|level)?\s*(?:of|is|=|:|at)?\s*(?P<n>[0-5])\b(?![.,]\d|\s*[x×]|\s*(?:-|–|to|or|and)\s*[0-5]\b)",
     re.IGNORECASE,
 )
 _LAB_NAMES = (
@@ -836,7 +843,7 @@ def understand(
 ) -> Question:
     """The typed question; `trial` is the trial under discussion, `previous` the last
     question of the conversation (a bare "and the Fudan one?" asks it again)."""
-    clean = " ".join(text.split())
+    clean = _SHORTHAND.sub(lambda m: _SHORTHANDS[m.group().casefold()], " ".join(text.split()))
     named, candidates, unknown, masked = _names(clean, vocabulary)
     named = list(dict.fromkeys(named))
     patient, rest = _patient(masked)
@@ -886,6 +893,11 @@ def understand(
         unknown=unknown,
         from_conversation=from_conversation,
     )
+
+
+# Shorthand people type for the words the grammar reads ("can pts w/ brain mets join?").
+_SHORTHANDS = {"pts": "patients", "ppl": "people", "w/": "with", "w/o": "without"}
+_SHORTHAND = re.compile(r"\b(?:pts|ppl)\b|(?<!\S)w/o?(?=\s)", re.IGNORECASE)
 
 
 def _names_anything(text: str, vocabulary: Vocabulary) -> bool:
@@ -955,6 +967,12 @@ def _names(text: str, vocabulary: Vocabulary) -> tuple[list[str], list[str], str
             if fit.trials:
                 _take(fit, named, candidates)
                 spans.append(joined.span("name"))
+    if candidates and not named:
+        # A name that fits several, and another naming word that picks one of them ("the
+        # apatinib dose in the Shanghai Chest Hospital trial"): that one.
+        whole = vocabulary.resolve(_name_words(text))
+        if len(whole.trials) == 1 and whole.trials[0] in candidates:
+            named, candidates = [whole.trials[0]], []
     if not named and not candidates and unresolved is not None:
         # A naming phrase that fits no trial: the whole question may still name one ("the
         # retrospective study that Jun Liu is responsible for"); else it names none.
@@ -1011,15 +1029,29 @@ def _phrase_names(
             continue
         tokens = _name_words(word.group())
         if not tokens or not set(tokens) <= names:
+            role = _ROLE.match(tail, word.start())
+            if role and stop > noun_end:  # "... with Jun Liu | as principal investigator"
+                stop = noun_end + role.end()
             break
         stop = noun_end + word.end()
     return fits, (start, stop)
 
 
+# The role a name in a naming phrase has ("the trial that has Jianwei Zhou | as central
+# contact"): part of the name, not a field asked.
+_ROLE = re.compile(
+    r"(?:(?:is|are|was|as|serves\s+as|acts\s+as)\s+)(?:the\s+|its\s+|a\s+|an\s+)?(?:central\s+|"
+    r"main\s+|principal\s+|lead\s+|overall\s+|study\s+|trial\s+)*(?:contacts?|investigators?|"
+    r"PI|sponsors?|collaborators?|funders?|sites?|chairs?|directors?|officials?)\b",
+    re.IGNORECASE,
+)
+
+
 # Words that join a trial's name to the noun ("the study | combining anlotinib with ...").
 _CONNECTORS = frozenset(
     """on of for with in plus and or without versus vs + ± and/or testing using about where whose
-    that which led run sponsored by from at comparing combining involving""".split()
+    that which led run sponsored by from at comparing combining involving has have had lists
+    names""".split()
 )
 
 
@@ -1179,7 +1211,8 @@ def _corpus_question(
 _EXCLUDES = re.compile(
     r"\b(?:exclu\w*|bar\w*|ban\w*|rule\w*\s+(?:\w+\s+)?out|disqualif\w*|prohibit\w*|say\s+no|turn\w*\s+"
     r"away|reject\w*|refus\w*|keep\w*\s+(?:out|away))|(?:not|n't|never)\s+(?:accept|allow|take|"
-    r"let|admit|permit|welcome)",
+    r"let|admit|permit|welcome)|\btoo\s+(?:old|young|sick|ill|frail|weak)\b|\b(?:a|an|any)\s+"
+    r"(?:problem|issue|obstacle|barrier|deal-?breaker)\b",
     re.IGNORECASE,
 )
 _REQUIRES = re.compile(r"\b(?:requir\w*|need\w*|must|mandatory|necessary)\b", re.IGNORECASE)
@@ -1279,6 +1312,9 @@ def _about_filters(text: str, filters: Filters, vocabulary: Vocabulary) -> Filte
         for w in tokenize(text)
         if (w not in _LIST_FRAME and not w.isdigit() and w != "s") or _is_code(w)
     ]
+    if len(_roles(text)) > 1:
+        # "linked to X, as sponsor or through its investigators": X in any role it has.
+        words = [w for w in words if w not in _ROLE_WORDS]
     if not words:
         return filters
     known = [w for w in words if w not in _GENERIC_ABOUT and vocabulary.known_value(w)]
@@ -1300,6 +1336,23 @@ _GENERIC_ABOUT = frozenset(
     """disease diseases condition conditions illness disorder disorders patients people
     participants cancer cancers treatment treatments therapy therapies drug drugs""".split()
 )
+_ROLE_KIND = re.compile(
+    r"\b(?:(?P<sponsor>sponsor\w*|fund\w*)|(?P<investigator>investigators?|PI|doctors?|"
+    r"physicians?)|(?P<collaborator>collaborat\w*|partner\w*)|(?P<site>sites?))\b",
+    re.IGNORECASE,
+)
+_ROLE_WORDS = frozenset(
+    """sponsor sponsors sponsored sponsoring funder funders funded funding investigator
+    investigators principal pi doctor doctors physician physicians collaborator collaborators
+    collaborating partner partners site sites either through via its their""".split()
+)
+
+
+def _roles(text: str) -> set[str]:
+    """The roles an organisation is said to have ("as sponsor or through the PI")."""
+    return {found.lastgroup or "" for found in _ROLE_KIND.finditer(text)}
+
+
 _ORGANISATION_PREDICATE = re.compile(
     r"\b(?:connect\w*|affiliat\w*|associat\w*|link\w*|tied|ties|involv\w*|at|partner\w*|"
     r"collaborat\w*|participat\w*|relat\w*)\b",
@@ -1320,10 +1373,12 @@ def _about(text: str, words: list[str], filters: Filters, vocabulary: Vocabulary
         match = vocabulary.match(kind, phrase)
         return replace(filters, **{_KEYS[kind]: phrase}, match=match)  # type: ignore[arg-type]
 
-    if (
-        fits("organisation")
-        and _ORGANISATION_PREDICATE.search(text)
-        and not re.search(r"sponsor|fund|pa(?:y|id)|financ", text, re.IGNORECASE)
+    if fits("organisation") and (
+        _roles(text) - {"sponsor"}
+        or (
+            _ORGANISATION_PREDICATE.search(text)
+            and not re.search(r"sponsor|fund|pa(?:y|id)|financ", text, re.IGNORECASE)
+        )
     ):
         return kept("organisation")
     if _SPONSOR_PREDICATE.search(text) and (fits("sponsor") or re.search(r"sponsor", text, re.I)):
@@ -1414,6 +1469,8 @@ def _trial_question(
             fields=tuple(fields) if kind != "criterion" else (),
             topic=topic,
             patient=replace(patient, conditions=conditions),
+            # "Is he too old for it?", "would hepatitis B rule me out?": yes means excluded.
+            stance=_stance(asked_part) if kind == "yes_no" else "allows",
         )
     filters = Filters()
     value = ""
@@ -1559,6 +1616,9 @@ def _fields(text: str) -> list[str]:
         found = [f for f in found if f not in ("status", "enrollment")] + dates
     if "design" in found:
         found = [f for f in found if f != "design"] + [f for f in _DESIGN_FIELDS if f not in found]
+    if "interventions" in found and _TREATMENT_HISTORY.search(text):
+        # "off anti-tumour medication before starting", "prior therapies": a criterion.
+        found = [f for f in found if f != "interventions"]
     if "secondary_outcomes" in found:
         found = [f for f in found if f != "primary_outcomes"]
     if "official_title" in found:
@@ -1573,6 +1633,17 @@ def _fields(text: str) -> list[str]:
         found = [f for f in found if f != "sex"]
     order = list(_FIELD_ORDER)
     return sorted(dict.fromkeys(found), key=lambda f: order.index(f) if f in order else 99)
+
+
+# Treatment words said of the patient's history, not of what the trial gives.
+_TREATMENT_HISTORY = re.compile(
+    r"\b(?:prior|previous|previously|earlier|past|last|off|stop(?:ped|ping)?|discontinu\w*|"
+    r"washout|wash-out)\s+(?:\S+\s+){0,2}?(?:drugs?|medications?|medicines?|treatments?|"
+    r"therap(?:y|ies)|regimens?|agents?)\b|\b(?:drugs?|medications?|medicines?|treatments?|"
+    r"therap(?:y|ies)|regimens?)\s+(?:\S+\s+){0,2}?(?:before|prior\s+to)\s+(?:starting|"
+    r"enrol\w*|joining|entering|randomi[sz]\w*|the\s+(?:trial|study))\b",
+    re.IGNORECASE,
+)
 
 
 _FIELD_ORDER = (
@@ -1592,6 +1663,7 @@ _FIELD_ORDER = (
     "sponsor",
     "collaborators",
     "investigators",
+    "contacts",
     "conditions",
     "interventions",
     "arms",
@@ -1615,7 +1687,7 @@ _TOPIC_FRAME = FRAME | frozenset(
     main ago because reason due some years months weeks days meet meets met satisfy satisfies
     fulfil fulfill fulfils fulfills requirement requirements criteria acceptable ok okay fine
     possible eligible please things thing already yet sign up register apply open yes today now
-    tomorrow currently""".split()
+    tomorrow currently too old young older younger based""".split()
 )
 _TOPIC_WORD = re.compile(r"[^\W_][\w'+/.^×≥≤<>=-]*")
 _PART_SPLIT = re.compile(

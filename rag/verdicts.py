@@ -32,7 +32,7 @@ from rag.lexical import (
     whole_tokens,
 )
 from rag.types import Chunk, Trial, VerdictWord
-from rag.understand import Lab, Question
+from rag.understand import Lab, Question, Stance
 
 _NEGATION = re.compile(
     r"\b(?:not|never|no|without|naive|naïve|free of|other than|except|excluding|excluded)\b",
@@ -266,8 +266,13 @@ def threshold(text: str, words: Iterable[str]) -> str | None:
     return None
 
 
-def yes_no(verdict: VerdictWord) -> str:
-    """The first word of the answer to "can a patient with X join?"."""
+def yes_no(verdict: VerdictWord, stance: Stance = "allows") -> str:
+    """The first word of the answer to "can a patient with X join?", or to "would X rule
+    them out?" (stance "excludes": yes means excluded)."""
+    if verdict != "not stated" and stance == "excludes":
+        return {"excludes": "Yes", "allows with conditions": "Not if its conditions are met"}.get(
+            verdict, "No"
+        )
     return {
         "allows": "Yes",
         "requires": "Yes",

@@ -37,6 +37,8 @@ from rag.types import Answer, Citation, Verdict
         ),
         ("Conditions: Carcinoma, Non-Small-Cell Lung", "carcinoma non small cell lung"),
         ("platelets ≥ 100 × 10^9/L", "100"),
+        ("requires HB ≥90g/L", "90"),
+        ("excludes BMI <18.5kg/m", "18.5"),
     ],
 )
 def test_values_match_after_normalising(text: str, value: str) -> None:
@@ -51,6 +53,9 @@ def test_values_match_after_normalising(text: str, value: str) -> None:
         ("Sex: FEMALE", "male"),
         ("Enrollment: 180", "18"),
         ("Enrollment: 1.5", "1"),
+        ("Enrollment: 1,500", "1"),
+        ("HB ≥900g/L", "90"),
+        ("a 5mm lesion", "5 cm"),
         ("Phase: PHASE2", "Phase 3"),
         ("Start date: 2019-03", "March 2018"),
         ("Start date: 2019-03-15", "2019-03-16"),

@@ -71,10 +71,18 @@ def field_sentence(facts: list[Fact]) -> str:
     parts = []
     for fact in facts:
         where = f' (from {fact.where}: "{fact.quote}")' if fact.where else ""
-        verb = "are" if "; " in fact.value or ", " in fact.label else "is"
+        plural = "; " in fact.value or ", " in fact.label or fact.label.lower() in _PLURAL
+        verb = "are" if plural else "is"
         cite = f" [{fact.marker}]" if fact.marker is not None else ""
         parts.append(f"{fact.label.lower()} {verb} {fact.value}{where}{cite}")
     return f"{facts[0].name}: " + "; ".join(parts) + "."
+
+
+# Field labels that name several things even when one is listed ("contacts are ...").
+_PLURAL = frozenset(
+    """ages collaborators investigators contacts conditions interventions arms countries
+    locations""".split()
+) | {"primary outcomes", "secondary outcomes"}
 
 
 def sentence(fact: Fact) -> str:
