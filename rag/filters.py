@@ -139,8 +139,8 @@ class Filters:
             notes.append("no minimum age stated")
         elif high is None:
             notes.append("no maximum age stated")
-        for found in dict.fromkeys(d for d in (low_from, high_from) if d is not None):
-            notes.append(f"ages from {render.where(found)}")
+        for where in dict.fromkeys(render.where(d) for d in (low_from, high_from) if d):
+            notes.append(f"ages from {where}")
         return True
 
     def about_fits(self, trial: Trial) -> bool:

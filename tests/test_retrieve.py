@@ -127,6 +127,8 @@ def test_filters(seed_index: store.Index, embedder: SentenceEmbedder) -> None:
     assert notes["NCT03913182"] == ()
     assert notes["NCT04984096"] == ("no maximum age stated",)
     assert notes["T-fcd9d254a2"] == ("no maximum age stated", "ages from inclusion criterion 6")
+    # Both limits read from one criterion: said once.
+    assert notes["T-01c13b784d"] == ("ages from inclusion criterion 4",)
     assert "T-ee5e47e5ae" not in notes  # 78 is over its 75
     # Every seed takes women: 001 says so in inclusion criterion 4 ("both men and women").
     groups = retriever.search_trials("x", filters=parse_filters(["sex=female"]))
