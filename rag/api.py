@@ -223,6 +223,15 @@ class CriterionOut(BaseModel):
     truncated: bool
 
 
+class DerivedOut(BaseModel):
+    field: str
+    value: float | str | list[str]
+    source: str = Field(description="criterion, title, official_title, brief_summary, ...")
+    span: list[int] = Field(description="[start, end) into the source's text")
+    quote: str
+    criterion_id: str | None
+
+
 class TrialOut(TrialSummary):
     official_title: str | None
     start_date: str | None
@@ -235,9 +244,25 @@ class TrialOut(TrialSummary):
     investigators: list[str] | None
     interventions: list[str] | None
     primary_outcomes: list[str] | None
+    contacts: list[str] | None
+    acronym: str | None
+    allocation: str | None
+    intervention_model: str | None
+    masking: str | None
+    primary_purpose: str | None
+    observational_model: str | None
+    time_perspective: str | None
+    arms: list[str] | None
+    secondary_outcomes: list[str] | None
+    countries: list[str] | None
+    locations: list[str] | None
+    last_update: str | None
     brief_summary: str | None
     description: str | None
     source: dict[str, str]
+    derived: list[DerivedOut] = Field(
+        description="values the record leaves empty, read from its own words, with where"
+    )
     card: str = Field(description="its fields as a person reads them, one per line")
     criteria: list[CriterionOut]
 

@@ -109,6 +109,19 @@ def test_search_and_trials(api: str, seed_index_root: Path) -> None:
     page_text = Path(trial["source"]["path"]).read_text(encoding="utf-8")
     start, end = criterion["span"]
     assert page_text[start:end] == criterion["text"]
+    # Values the page leaves empty, read from its own words, each saying where.
+    zhejiang = httpx.get(f"{api}/v1/trials/T-ee5e47e5ae").json()
+    assert zhejiang["name"].startswith("A Multicenter, Randomized Controlled, Phase II")
+    assert zhejiang["allocation"] is None  # the page states no design section
+    derived = {d["field"]: d for d in zhejiang["derived"]}
+    assert derived["max_age_years"]["value"] == 75
+    assert derived["max_age_years"]["criterion_id"] == "T-ee5e47e5ae/inclusion/1"
+    assert (derived["allocation"]["value"], derived["allocation"]["quote"]) == (
+        "RANDOMIZED",
+        "Randomized",
+    )
+    assert "Ages: 18 to 75 years (from inclusion criterion 1)" in zhejiang["card"].splitlines()
+    assert httpx.get(f"{api}/v1/trials/T-01c13b784d").json()["contacts"] == ["Jianwei Zhou"]
 
 
 @pytest.mark.parametrize(
