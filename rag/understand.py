@@ -485,7 +485,8 @@ _ELIGIBILITY = re.compile(
     r"inclusions?\b|say\s+no|turn\w*\s+away|reject\w*|refus\w*|(?:not|n't)\s+(?:take|accept|"
     r"allow|let)|o\.?k\.?\s+with|okay\s+with|fine\s+with|problem\s+(?:for|with)|"
     r"be\s+a\s+problem|keep\s+(?:out|away)|(?:ok|okay|fine|acceptable|allowed|a\s+problem)\s+"
-    r"or\s+not|\b(?:ok|okay|acceptable|allowed)\s*\??\s*$)",
+    r"or\s+not|\b(?:ok|okay|acceptable|allowed)\s*\??\s*$|go\s+(?:on\s+)?(?:on|onto|into|to)\s+"
+    r"(?:screening|the\s+(?:trial|study))|get\s+(?:on|onto|into)\b|be\s+screened)",
     re.IGNORECASE,
 )
 # Fields a question asks, by its words (checked on the question with trial names masked).
@@ -521,6 +522,7 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
         r"\bongoing\b|\bterminated\b|\bwithdrawn\b|\bsuspended\b|\b(?:new|more)\s+(?:patients|"
         r"people|participants)\s+(?:still\s+)?(?:join|enrol\w*|sign\s+up|register|apply)|"
         r"\bstill\s+(?:join|enrol\w*|sign\s+up|register|apply|get\s+in)\b|\bsign\s+up\b|"
+        r"\bsign(?:ing|s)?\s+(?:\w+\s+){1,2}up\b|\bopen\s+(?:now|yet|currently|still)\s+(?:for|to)\b|"
         r"\b(?:is|are)\s+(?:it|they)\s+"
         r"(?:open(?![- ]?label)|active|over|finished|done|running)\b|\b(?:still|currently)\s+"
         r"(?:open|active|running)\b(?![- ]?label)|^\s*(?:is|are)\b.*\b(?:open|active|finished|over|"
@@ -536,7 +538,7 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
         r"\benrol+ment\b|\bhow\s+many\s+(?:\w+\s+){0,2}?(?:participants|patients|people|subjects|"
         r"volunteers|persons|individuals|cases)\b|\bsample\s+size\b|\bnumber\s+of\s+(?:"
         r"participants|patients|subjects|people)\b|\b(?:target|planned)\s+(?:accrual|size|number|"
-        r"enrol\w*)\b|\baccrual\b|\bhow\s+(?:big|large)\s+(?:is|was|will)\s+(?:the\s+|this\s+|that\s+)?"
+        r"enrol\w*|n)\b|\baccrual\b|\bhow\s+(?:big|large)\s+(?:is|was|will)\s+(?:the\s+|this\s+|that\s+)?"
         r"(?:(?:it|trial|study|sample|one)\b|<trial>|\s*(?:be\s*)?\?)|\bhow\s+many\s+(?:ppl|pts|pt)\b|\bhow\s+many\s+(?:will|do|does|did)\s+"
         r"(?:they|it)\s+(?:enrol+|recruit|include|take)|\bhow\s+many\s+(?:are|were)\s+(?:in|"
         r"enrol+ed)\b|\b(?:plan\w*|aim\w*|hop\w*|expect\w*|intend\w*|going|want\w*|look\w*)\s+"
@@ -548,7 +550,8 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
     ("last_update", r"\blast\s+(?:update\w*|changed|modified|revised)\b|\bupdated\b"),
     (
         "ages",
-        r"\bages?\b(?!\s*(?:of|is|:)?\s*\d)|\bhow\s+old\b|\bage\s+(?:limit|range|requirement|"
+        r"(?<!bearing\s)(?<!reproductive\s)(?<!gestational\s)\bages?\b"
+        r"(?!\s*(?:of|is|:)?\s*\d)|\bhow\s+old\b|\bmost\s+old\b|\bage\s+(?:limit|range|requirement|"
         r"criteria|cut-?off|bracket|group)|\b(?:minimum|maximum|min|max|upper|lower|lowest|highest|"
         r"youngest|oldest|eligible|entry)\s+(?:eligible\s+)?age\b|\btoo\s+"
         r"(?:old|young)\b|\byoungest\b|\boldest\b|\bold\s+enough\b|\byoung\s+enough\b",
@@ -1051,7 +1054,7 @@ _ROLE = re.compile(
 _CONNECTORS = frozenset(
     """on of for with in plus and or without versus vs + ± and/or testing using about where whose
     that which led run sponsored by from at comparing combining involving has have had lists
-    names""".split()
+    names pairs pairing combines tests gives giving uses evaluates""".split()
 )
 
 
@@ -1205,9 +1208,35 @@ def _corpus_question(
             filters=filters,
         )
     filters = _about_filters(unfiltered, filters, vocabulary)
+    about = filters.about
+    if (
+        about
+        and not fields
+        and _CRITERIA_PREDICATE.search(unfiltered)
+        and not any(filters.about_fits(t) for t in vocabulary.trials.values())
+    ):
+        # No trial's values or titles hold the words ("which trials spell out a minimum life
+        # expectancy of 12 weeks?"): what the criteria say decides, trial by trial.
+        topic, _ = _topic(about)
+        if topic:
+            return Question(
+                text,
+                "scan" if kind == "list" else kind,
+                stance=_stance(unfiltered),
+                topic=topic,
+                patient=patient,
+                filters=replace(filters, about=None),
+            )
     return Question(text, kind, fields=(), filters=filters, patient=patient)
 
 
+# Verbs that ask what trials' criteria say, not what the trials study ("which trials mention
+# tuberculosis?" against "which trials study metformin?").
+_CRITERIA_PREDICATE = re.compile(
+    r"\b(?:mention\w*|say|says|said|state|states|stated|spell\w*|specif\w*|set|sets|ask\w*\s+for|"
+    r"demand\w*|insist\w*|criteri\w*|requir\w*|need\w*|exclu\w*|inclu\w*)\b",
+    re.IGNORECASE,
+)
 _EXCLUDES = re.compile(
     r"\b(?:exclu\w*|bar\w*|ban\w*|rule\w*\s+(?:\w+\s+)?out|disqualif\w*|prohibit\w*|say\s+no|turn\w*\s+"
     r"away|reject\w*|refus\w*|keep\w*\s+(?:out|away))|(?:not|n't|never)\s+(?:accept|allow|take|"
@@ -1215,12 +1244,18 @@ _EXCLUDES = re.compile(
     r"(?:problem|issue|obstacle|barrier|deal-?breaker)\b",
     re.IGNORECASE,
 )
+_ALLOWS_FIRST = re.compile(
+    r"\b(?:join|take\s+part|participate|enrol+|enter|qualify|be\s+(?:accepted|allowed|eligible|"
+    r"included)|sign\s+up|get\s+in)\b",
+    re.IGNORECASE,
+)
 _REQUIRES = re.compile(r"\b(?:requir\w*|need\w*|must|mandatory|necessary)\b", re.IGNORECASE)
 
 
 def _stance(text: str) -> Stance:
-    if _EXCLUDES.search(text):
-        return "excludes"
+    excluded = _EXCLUDES.search(text)
+    if excluded and not _ALLOWS_FIRST.search(text[: excluded.start()]):
+        return "excludes"  # "could he take part, or is he too old?" asks whether he may join
     if _REQUIRES.search(text):
         return "requires"
     return "allows"
@@ -1430,14 +1465,17 @@ def _trial_question(
     # doctor mentioned the X study. Is it randomised?").
     asked_part = _last_sentence(rest)
     asking_sentences = [s for s in re.split(r"(?<=[.!?])\s+", rest) if s.rstrip().endswith("?")]
-    fields = _fields(" ".join([*asking_sentences, asked_part])) or _fields(rest)
+    asked_fields = _fields(" ".join([*asking_sentences, asked_part]))
+    fields = asked_fields or _fields(rest)
     # Words that ask for a field ("youngest", "start") are not an eligibility topic.
     plain = _without_fields(rest) if fields else rest
     topic, conditions = _topic(_without_labs(plain, patient))
     asking = _topic(_without_labs(_last_sentence(plain), patient))
     facts = replace(patient, sex=None) != Patient()  # a sex alone ("my mum") is no trait
     eligible = bool(_ELIGIBILITY.search(_without_status(asked_part))) or facts
-    if fields and not facts and (_WH.match(text) or not topic):
+    asking_clause = re.split(r"[,:;]\s+|\s[-–—]\s", asked_part)[-1]
+    wh = _WH.match(text) or (asked_fields and _WH.match(asking_clause))
+    if fields and not facts and (wh or not topic):
         eligible = False  # "which sexes can take part?", "can patients sign up yet?": a field
     asks_yes_no = _asks_yes_no(text, rest)
     there = re.match(r"^\s*(?:is|are)\s+there\b", _last_sentence(text), re.I)
@@ -1616,9 +1654,12 @@ def _fields(text: str) -> list[str]:
         found = [f for f in found if f not in ("status", "enrollment")] + dates
     if "design" in found:
         found = [f for f in found if f != "design"] + [f for f in _DESIGN_FIELDS if f not in found]
-    if "interventions" in found and _TREATMENT_HISTORY.search(text):
-        # "off anti-tumour medication before starting", "prior therapies": a criterion.
+    if "interventions" in found and (_TREATMENT_HISTORY.search(text) or _SCHEDULE.search(text)):
+        # "off anti-tumour medication before starting", "prior therapies", "how often is it
+        # given": criteria or the description, not the list of treatments.
         found = [f for f in found if f != "interventions"]
+    if "allocation" in found and _BY_RANDOMISATION.search(text):
+        found = [f for f in found if f != "allocation"]  # "a test within 72 h of randomisation"
     if "secondary_outcomes" in found:
         found = [f for f in found if f != "primary_outcomes"]
     if "official_title" in found:
@@ -1643,6 +1684,17 @@ _TREATMENT_HISTORY = re.compile(
     r"therap(?:y|ies)|regimens?)\s+(?:\S+\s+){0,2}?(?:before|prior\s+to)\s+(?:starting|"
     r"enrol\w*|joining|entering|randomi[sz]\w*|the\s+(?:trial|study))\b",
     re.IGNORECASE,
+)
+
+
+_SCHEDULE = re.compile(
+    r"\bhow\s+(?:often|frequently|long|much|many\s+(?:cycles|doses|courses|times))\b|"
+    r"\bdos(?:e|es|age|ing)\b|\bschedules?\b|\bfrequency\b|\bcycles?\b|\bevery\s+\d",
+    re.IGNORECASE,
+)
+# Randomisation as a point in time ("within 72 hours before randomisation"), not the design.
+_BY_RANDOMISATION = re.compile(
+    r"\b(?:before|to|prior\s+to|after|of|until|from|at)\s+randomi[sz]\w*", re.IGNORECASE
 )
 
 
@@ -1687,7 +1739,9 @@ _TOPIC_FRAME = FRAME | frozenset(
     main ago because reason due some years months weeks days meet meets met satisfy satisfies
     fulfil fulfill fulfils fulfills requirement requirements criteria acceptable ok okay fine
     possible eligible please things thing already yet sign up register apply open yes today now
-    tomorrow currently too old young older younger based""".split()
+    tomorrow currently too old young older younger based spring summer autumn winter season
+    turned turning screening screened spell spells spelled spelt out minimum maximum
+    least""".split()
 )
 _TOPIC_WORD = re.compile(r"[^\W_][\w'+/.^×≥≤<>=-]*")
 _PART_SPLIT = re.compile(
@@ -1713,12 +1767,16 @@ def _topic(text: str) -> tuple[str, tuple[str, ...]]:
     return topic, tuple(parts) if len(parts) > 1 else ()
 
 
+_NUMBERED_TYPE = re.compile(r"type\s*(?:[0-9]|i{1,3}|iv)\b", re.IGNORECASE)  # "type 1 diabetes"
+
+
 def _topic_words(text: str) -> str:
     text = text.replace("<trial>", " ")
     kept = [
         m
         for m in _TOPIC_WORD.finditer(text)
-        if (words := tokenize(m.group())) and not set(words) <= _TOPIC_FRAME
+        if (words := tokenize(m.group()))
+        and (not set(words) <= _TOPIC_FRAME or _NUMBERED_TYPE.match(text, m.start()))
     ]
     if not kept:
         return ""

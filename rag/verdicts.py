@@ -95,7 +95,7 @@ def _facts(
     for lab in patient.labs:
         yield decide_lab(lab, chunks)
     for topic in patient.conditions or ((question.topic,) if question.topic else ()):
-        yield decide_topic(topic_terms(topic), chunks)
+        yield decide_topic(topic_terms(topic), chunks, frozenset(_NUMBERS.findall(topic)))
 
 
 def combine(decisions: list[Decision]) -> Decision:
@@ -115,12 +115,20 @@ def combine(decisions: list[Decision]) -> Decision:
     return NOT_STATED
 
 
-def decide_topic(terms: set[str], chunks: list[Chunk]) -> Decision:
+def decide_topic(
+    terms: set[str], chunks: list[Chunk], numbers: frozenset[str] = frozenset()
+) -> Decision:
     """A trait against the criteria that name it: the criteria naming most of its words
     speak to it ("adenosquamous carcinoma" is decided where "adenosquamous" is named, not by
-    any criterion saying "carcinoma"); among those, section and negation decide."""
+    any criterion saying "carcinoma"), a number the topic gives breaking ties ("survival of
+    12 weeks": "survival time >12 weeks", not "5-year survival rate"); among those, section
+    and negation decide."""
     wanted = {stem(t) for t in terms}
-    overlap = {c.id: len(wanted & stem_set(c.text)) for c in chunks if c.kind == "criterion"}
+    overlap = {
+        c.id: len(wanted & stem_set(c.text)) + 0.5 * bool(numbers & set(_NUMBERS.findall(c.text)))
+        for c in chunks
+        if c.kind == "criterion" and wanted & stem_set(c.text)
+    }
     best = max(overlap.values(), default=0)
     matching = [c for c in chunks if best and overlap.get(c.id) == best]
     exclusion = [c for c in matching if c.section == "exclusion"]
@@ -138,6 +146,9 @@ def decide_topic(terms: set[str], chunks: list[Chunk]) -> Decision:
     for chunk in exclusion:
         return Decision("allows", (chunk,), "listed as allowed in an exclusion criterion")
     return NOT_STATED
+
+
+_NUMBERS = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 
 
 def _near(text: str, terms: set[str]) -> str:
