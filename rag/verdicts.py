@@ -134,7 +134,7 @@ def decide_topic(
     exclusion = [c for c in matching if c.section == "exclusion"]
     inclusion = [c for c in matching if c.section == "inclusion"]
     for chunk in exclusion:
-        if _ALLOWED.search(chunk.text) and not _NEGATION.search(chunk.text):
+        if _carved_out(chunk.text, wanted):
             continue
         return Decision("excludes", (chunk,))
     for chunk in inclusion:
@@ -148,6 +148,26 @@ def decide_topic(
     return NOT_STATED
 
 
+# Words that open an exclusion's carve-out: what follows them is allowed ("Autoimmune
+# diseases, but allow the following ...: type I diabetes", "other malignancies, except ...").
+_CARVE_OUT = re.compile(
+    r"\b(?:allow(?:s|ed)?|permitted|acceptable|may\s+have|can\s+have|eligible|except(?:\s+for)?|"
+    r"excluding|other\s+than|with\s+the\s+exception\s+of|unless|can\s+enter|may\s+enter)\b",
+    re.IGNORECASE,
+)
+_NOT_BEFORE = re.compile(r"\b(?:not|n't|never|no\s+longer)\s+(?:be\s+)?$", re.IGNORECASE)
+
+
+def _carved_out(text: str, wanted: set[str]) -> bool:
+    """Is the trait named only after the exclusion's carve-out opens, so allowed by it?"""
+    carve = _CARVE_OUT.search(text)
+    if carve is None or _NOT_BEFORE.search(text[: carve.start()]):
+        return False
+    first = next((m.start() for m in _WORD.finditer(text) if stem(m.group()) in wanted), None)
+    return first is not None and first > carve.start()
+
+
+_WORD = re.compile(r"[\w-]+")
 _NUMBERS = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 
 

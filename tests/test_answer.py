@@ -191,3 +191,14 @@ def test_patient_facts_give_one_verdict_citing_every_deciding_criterion(
     older = verdicts(assistant, "which trials would take a 78-year-old man with ECOG 1?")
     # Excluded by age: the age criterion alone is the reason given.
     assert older["T-ee5e47e5ae"] == ("excludes", "T-ee5e47e5ae/inclusion/1")
+
+
+def test_an_exclusion_carve_out_allows_what_it_names(assistant: Assistant) -> None:
+    # 004 exclusion 12: "Autoimmune diseases (such as: systemic lupus erythematosus, ...), but
+    # allow the following diseases to enter the next step of screening: type I diabetes, ..."
+    carved = assistant.ask("my patient has type 1 diabetes - can he join the camrelizumab trial?")
+    assert carved.text.startswith("Yes.")
+    assert [v.criterion_id for v in carved.verdicts] == ["T-ee5e47e5ae/exclusion/12"]
+    lupus = assistant.ask("can a patient with lupus join the camrelizumab trial?")
+    assert lupus.text.startswith("No.")
+    assert [v.criterion_id for v in lupus.verdicts] == ["T-ee5e47e5ae/exclusion/12"]

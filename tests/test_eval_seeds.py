@@ -128,15 +128,22 @@ BLIND_MISSES = {
     "b44": "counts pages that give an NCT number: no field says where an id came from",
     "b47": "'what radiation dose' quotes a criterion on the dose limits instead of saying the "
     "record does not state the dose",
+    "c04": "'only looks back at patients already treated' is the retrospective design, not read",
+    "c07": "chemotherapy 8 months ago against 'within 3 months': durations are not compared",
+    "c08": "'cancer spread to only a few places' is oligometastatic, not read",
+    "c18": "6 lesions against 'no more than 5 lesions': counts are not compared with criteria",
+    "c29": "the dosing schedule is in the description; the lookup quotes an inclusion criterion",
+    "c30": "which PD-1 inhibitors: quotes a criterion instead of saying the record names none",
+    "c40": "which chemotherapy drugs: answers 'chemotherapy' instead of saying none is named",
 }
 
 
 def test_blind_set_holds_its_thresholds(
     seed_index: store.Index, embedder: SentenceEmbedder
 ) -> None:
-    """eval/blind.jsonl: questions and answers a helper wrote from the pages alone."""
+    """eval/blind.jsonl: questions and answers helpers wrote from the pages alone."""
     blind = evaluation.load_set(str(BLIND_SET))
-    assert len(blind.questions) == 50
+    assert len(blind.questions) == 90
     assistant = Assistant(seed_index, embedder, get_backend("extractive"))
     report = evaluation.run(blind, assistant, backend="extractive", index="default")
     wrong = {
