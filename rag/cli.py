@@ -521,8 +521,9 @@ def eval_command(
 ) -> None:
     """Run an eval set and score retrieval, answers, verdicts, abstention and citations.
 
-    Prints a table per question category, writes it as Markdown and JSON under --out, and
-    exits with code 1 when a metric is below its threshold (from --min or the set's file).
+    Prints a table per question category and one per kind of question, writes them as
+    Markdown and JSON under --out, and exits with code 1 when a metric is below its
+    threshold (from --min or the set's file).
     Metrics: answer_accuracy, verdict_accuracy, abstention_accuracy, answered_accuracy,
     citation_precision, citation_recall, recall_at_k, mrr.
     """
