@@ -42,7 +42,8 @@ from rag.ingest import ingest_paths
 from rag.lexical import tokenize
 from rag.types import Chunk, Trial
 
-FORMAT_VERSION = 1
+# 2: trials carry derived values, design, arms, contacts, locations; chunks the readable name.
+FORMAT_VERSION = 2
 INDEX_ROOT = Path("index")
 DEFAULT_NAME = "default"
 # Exact search is one matrix product per query and grows with the corpus; above this many
@@ -142,8 +143,15 @@ def index_path(name: str, root: Path = INDEX_ROOT) -> Path:
     return root / name
 
 
-def load(name: str = DEFAULT_NAME, root: Path = INDEX_ROOT, *, model: str | None = None) -> Index:
-    """The live index `name`; with `model`, refuse one built with another model."""
+def load(
+    name: str = DEFAULT_NAME,
+    root: Path = INDEX_ROOT,
+    *,
+    model: str | None = None,
+    any_format: bool = False,
+) -> Index:
+    """The live index `name`; with `model`, refuse one built with another model; unless
+    `any_format`, refuse one of another format (an update reuses its vectors all the same)."""
     link = index_path(name, root)
     if not link.exists():
         raise StoreError(
@@ -152,10 +160,17 @@ def load(name: str = DEFAULT_NAME, root: Path = INDEX_ROOT, *, model: str | None
         )
     path = link.resolve()
     manifest = json.loads((path / "manifest.json").read_text())
-    if manifest.get("format", 0) > FORMAT_VERSION:
+    found = manifest.get("format", 0)
+    if found > FORMAT_VERSION and not any_format:
         raise StoreError(
-            f"Index {name!r} has format {manifest['format']}, newer than this rag reads "
+            f"Index {name!r} has format {found}, newer than this rag reads "
             f"({FORMAT_VERSION}). Rebuild with: rag index --rebuild"
+        )
+    if found < FORMAT_VERSION and not any_format:
+        where = "" if name == DEFAULT_NAME else f" --name {name}"
+        raise StoreError(
+            f"Index {name!r} was built by an older rag (format {found}) and lacks what this one "
+            f"reads. Update it with: rag index PATHS{where} (its embeddings are reused)"
         )
     if model is not None and manifest["model"] != model:
         raise StoreError(
@@ -248,11 +263,11 @@ def _previous(
 ) -> tuple[dict[str, int], Vectors, set[str]] | None:
     """Hash -> row of the live index's vectors, when it was built with the same model."""
     try:
-        old = load(name, root)
-    except (StoreError, OSError, ValueError, KeyError, RuntimeError):
+        old = load(name, root, any_format=True)
+    except (StoreError, OSError, ValueError, KeyError, RuntimeError, TypeError):
         return None
-    if old.manifest.get("model") != embedder.name or old.manifest.get("format") != FORMAT_VERSION:
-        return None
+    if old.manifest.get("model") != embedder.name:
+        return None  # a chunk's hash names its model and text: its vector holds in any format
     rows = {json.loads(line)["hash"]: i for i, line in enumerate(_lines(old.path / "chunks.jsonl"))}
     return rows, old.vectors, set(old.trials)
 

@@ -51,6 +51,13 @@ def test_rebuild_embeds_only_what_changed(tmp_path: Path, embedder: SentenceEmbe
     forced = store.build([corpus], embedder, root=root, rebuild=True)
     assert forced.embedded == forced.chunks
 
+    # An index of an older format is updated, its embeddings reused.
+    manifest = store.load(root=root).path / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"format": 1}))
+    updated = store.build([corpus], embedder, root=root)
+    assert (updated.embedded, updated.reused) == (0, updated.chunks)
+    assert store.load(root=root).manifest["format"] == store.FORMAT_VERSION
+
 
 def test_manifest_records_model_versions_and_hashes(
     seed_index: store.Index, embedder: SentenceEmbedder
@@ -83,8 +90,15 @@ def test_other_model_or_newer_format_is_refused_with_the_fix(
     manifest = root / "default" / "manifest.json"
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps(data | {"format": 99}))
-    with pytest.raises(StoreError, match=r"format 99, newer than this rag reads \(1\)\. Rebuild"):
+    with pytest.raises(StoreError, match=r"format 99, newer than this rag reads \(2\)\. Rebuild"):
         store.load(root=root)
+    manifest.write_text(json.dumps(data | {"format": 1}))
+    with pytest.raises(StoreError) as older:
+        store.load(root=root)
+    assert str(older.value) == (
+        "Index 'default' was built by an older rag (format 1) and lacks what this one reads. "
+        "Update it with: rag index PATHS (its embeddings are reused)"
+    )
     with pytest.raises(StoreError, match=r"No index 'other' under .*; build it with: rag index"):
         store.load("other", root=root)
 
