@@ -250,7 +250,7 @@ class Vocabulary:
     @cached_property
     def field_texts(self) -> dict[str, frozenset[str]]:
         """The folded text of every stated sponsor, organisation, condition and treatment."""
-        texts: dict[str, set[str]] = {k: set() for k in (*_KEYS, "about")}
+        texts: dict[str, set[str]] = {k: set() for k in (*_LISTING_KEYS, "about")}
         for trial in self.trials.values():
             texts["sponsor"].add(fold(trial.sponsor or ""))
             texts["organisation"].update(fold(v) for v in organisations(trial))
@@ -1406,7 +1406,7 @@ def _about(text: str, words: list[str], filters: Filters, vocabulary: Vocabulary
         # The user's exact term when some trial's value is that term, else the phrase, else
         # its words: "Sanofi" is the sponsor Sanofi, not every "... a Sanofi Company".
         match = vocabulary.match(kind, phrase)
-        return replace(filters, **{_KEYS[kind]: phrase}, match=match)  # type: ignore[arg-type]
+        return replace(filters, **{kind: phrase}, match=match)  # type: ignore[arg-type]
 
     if fits("organisation") and (
         _roles(text) - {"sponsor"}
@@ -1433,12 +1433,8 @@ def _about(text: str, words: list[str], filters: Filters, vocabulary: Vocabulary
     return None
 
 
-_KEYS = {
-    "sponsor": "sponsor",
-    "organisation": "organisation",
-    "condition": "condition",
-    "intervention": "intervention",
-}
+# The Filters keys a listing's words may fill.
+_LISTING_KEYS = ("sponsor", "organisation", "condition", "intervention")
 
 
 def _is_code(word: str) -> bool:
