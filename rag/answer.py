@@ -742,11 +742,14 @@ NUMBER_REACH = 2  # content words (stop words aside) from a number to the asked 
 
 
 def _number_near(text: str, stems: set[str]) -> bool:
-    """Does a number stand within NUMBER_REACH words of an asked word?"""
-    tokens = tokenize(text)
-    numbers = [i for i, t in enumerate(tokens) if _NUMBER.search(t)]
-    asked = [i for i, t in enumerate(tokens) if stem(t) in stems]
-    return any(abs(i - j) <= NUMBER_REACH for i in numbers for j in asked)
+    """Does a number stand within NUMBER_REACH words of an asked word, in one sentence?"""
+    for sentence in re.split(r"(?<=[.;])\s+", text):
+        tokens = tokenize(sentence)
+        numbers = [i for i, t in enumerate(tokens) if _NUMBER.search(t)]
+        asked = [i for i, t in enumerate(tokens) if stem(t) in stems]
+        if any(abs(i - j) <= NUMBER_REACH for i in numbers for j in asked):
+            return True
+    return False
 
 
 def _concepts(text: str, asked: set[str]) -> list[set[str]]:

@@ -296,7 +296,17 @@ class Vocabulary:
         """The trials these naming words fit best; rare words count most."""
         scores: dict[str, float] = {}
         limit = max(2, len(self.names) // 4)
-        for word in set(words):
+        words = set(words)
+        # A hyphenated word the index knows counts once, not again through its parts
+        # ("first-line" is one naming word, not three).
+        words -= {
+            part
+            for word in words
+            if ("-" in word or "/" in word) and self.known(word)
+            for part in tokenize(word)
+            if part != word
+        }
+        for word in words:
             if word in FRAME:
                 continue
             for tid in self.acronyms.get(word, ()):
@@ -486,7 +496,7 @@ _ELIGIBILITY = re.compile(
     r"allow|let)|o\.?k\.?\s+with|okay\s+with|fine\s+with|problem\s+(?:for|with)|"
     r"be\s+a\s+problem|keep\s+(?:out|away)|(?:ok|okay|fine|acceptable|allowed|a\s+problem)\s+"
     r"or\s+not|\b(?:ok|okay|acceptable|allowed)\s*\??\s*$|go\s+(?:on\s+)?(?:on|onto|into|to)\s+"
-    r"(?:screening|the\s+(?:trial|study))|get\s+(?:on|onto|into)\b|be\s+screened)",
+    r"(?:screening|the\s+(?:trial|study))|get(?:ting)?\s+(?:on|onto|into|in)\b|be\s+screened)",
     re.IGNORECASE,
 )
 # Fields a question asks, by its words (checked on the question with trial names masked).
@@ -1031,6 +1041,8 @@ def _phrase_names(
         if word.group().casefold() in _CONNECTORS:
             continue
         tokens = _name_words(word.group())
+        if tokens and set(tokens) <= GENERIC:
+            continue  # "the trial of local | treatment | for oligometastatic ...": generic
         if not tokens or not set(tokens) <= names:
             role = _ROLE.match(tail, word.start())
             if role and stop > noun_end:  # "... with Jun Liu | as principal investigator"
@@ -1240,8 +1252,9 @@ _CRITERIA_PREDICATE = re.compile(
 _EXCLUDES = re.compile(
     r"\b(?:exclu\w*|bar\w*|ban\w*|rule\w*\s+(?:\w+\s+)?out|disqualif\w*|prohibit\w*|say\s+no|turn\w*\s+"
     r"away|reject\w*|refus\w*|keep\w*\s+(?:out|away))|(?:not|n't|never)\s+(?:accept|allow|take|"
-    r"let|admit|permit|welcome)|\btoo\s+(?:old|young|sick|ill|frail|weak)\b|\b(?:a|an|any)\s+"
-    r"(?:problem|issue|obstacle|barrier|deal-?breaker)\b",
+    r"let|admit|permit|welcome)|\btoo\s+(?:old|young|sick|ill|frail|weak|big|large|many|much|high|"
+    r"low|advanced|late)\b|\b(?:a|an|any)\s+(?:problem|issue|obstacle|barrier|deal-?breaker|"
+    r"exclusion)\b|\b(?:stop|keep|prevent|bar)\w*\s+(?:\w+\s+)?from\b",
     re.IGNORECASE,
 )
 _ALLOWS_FIRST = re.compile(
@@ -1462,7 +1475,7 @@ def _trial_question(
     asked_part = _last_sentence(rest)
     asking_sentences = [s for s in re.split(r"(?<=[.!?])\s+", rest) if s.rstrip().endswith("?")]
     asked_fields = _fields(" ".join([*asking_sentences, asked_part]))
-    fields = asked_fields or _fields(rest)
+    fields = asked_fields or ([] if asking_sentences else _fields(rest))
     # Words that ask for a field ("youngest", "start") are not an eligibility topic.
     plain = _without_fields(rest) if fields else rest
     topic, conditions = _topic(_without_labs(plain, patient))
@@ -1493,8 +1506,11 @@ def _trial_question(
     if kind in ("yes_no", "compare") and eligible:
         fields = [f for f in fields if f in ("sex", "healthy_volunteers", "ages")]
     if kind == "criterion" or eligible:
-        if kind == "criterion" and asking[0]:
-            topic, conditions = asking  # "My dad is thin. Is there a BMI cut-off in X?"
+        several = len(re.split(r"(?<=[.!?])\s+", plain.strip())) > 1
+        if asking[0] and (kind == "criterion" or (kind == "yes_no" and several)):
+            # "My dad is thin. Is there a BMI cut-off in X?", "She has had diabetes since a
+            # child. Will her diabetes stop her from getting in?": the asking sentence says.
+            topic, conditions = asking
         if kind == "field" or (kind in ("yes_no", "compare") and fields and not conditions):
             topic, conditions = "", ()
         return Question(
@@ -1549,7 +1565,7 @@ _ASKS_VALUE = re.compile(
 )
 _BARE_VALUE = re.compile(
     r"\b(?:interventional|observational|recruiting|enrolling|open|closed|accepted|ok|okay|allowed|"
-    r"yet|still|randomi[sz]ed|blinded|phase\s*\w+)\b",
+    r"yet|still|randomi[sz]ed|blinded|phase\s*\w+|(?:eligible|qualif\w*)(?=(?:\s+(?:by|on|for|as\s+to)\s+\w+)?\s*\?))\b",
     re.IGNORECASE,
 )
 
@@ -1737,7 +1753,7 @@ _TOPIC_FRAME = FRAME | frozenset(
     possible eligible please things thing already yet sign up register apply open yes today now
     tomorrow currently too old young older younger based spring summer autumn winter season
     turned turning screening screened spell spells spelled spelt out minimum maximum
-    least""".split()
+    least stop stops stopped prevent prevents getting""".split()
 )
 _TOPIC_WORD = re.compile(r"[^\W_][\w'+/.^×≥≤<>=-]*")
 _PART_SPLIT = re.compile(

@@ -202,6 +202,10 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("In the APEC study, how often was the anlotinib plus PD-1 combination given?", None, {"kind": "criterion", "fields": []}),
     ("Which of the trials spell out a minimum expected survival of about 12 weeks?", None, {"kind": "scan", "topic": "expected survival of about 12"}),
     ("which trials study metformin?", None, {"kind": "list"}),
+    ("Please, the study of anlotinib plus sindilimab for squamous esophagus cancer after first-line failure - which person is the contact?", None, {"trials": [SINDILIMAB], "fields": ["contacts"]}),
+    ("Anlotinib + sintilimab 2L ESCC: pt aged 82, eligible by age?", None, {"kind": "yes_no", "patient": {"age": 82.0}}),
+    ("She has had type 1 diabetes since she was a kid. Will her diabetes stop her from getting in the camrelizumab trial?", None, {"kind": "yes_no", "topic": "diabetes", "stance": "excludes"}),
+    ("For the trial of local treatment for oligometastatic esophagus squamous cancer in Fudan, how big can each metastasis tumor be? Is there maximum size in cm?", None, {"kind": "criterion", "trials": [FUDAN], "fields": []}),
     # --- comparisons
     ("Compare the ECOG requirements of the Fudan trial and the camrelizumab trial", None, {"kind": "compare", "trials": [FUDAN, ZHEJIANG], "topic": "ECOG"}),
     ("Which enrolls more people, the sindilimab trial or the APEC study?", None, {"kind": "compare", "trials": [SINDILIMAB, APEC], "fields": ["enrollment"]}),
