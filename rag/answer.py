@@ -642,7 +642,7 @@ _SAME_THING = {"official_title": "title", "title": "official_title"}
 def _where(chunk: Chunk) -> str:
     """'inclusion criterion 8.2', 'the card', 'the summary'."""
     if chunk.criterion_id:
-        return f"{chunk.section} criterion {chunk.criterion_id.split('/', 2)[-1].split('/', 1)[-1]}"
+        return render.criterion_label(chunk.criterion_id)
     return {"card": "the trial's fields"}.get(chunk.kind, f"the {chunk.section}")
 
 

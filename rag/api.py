@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import render
+from rag.chunk import card_text
 from rag.errors import RagError
 from rag.filters import DESIGNS, FILTER_KEYS
 from rag.store import INDEX_ROOT
@@ -622,7 +623,7 @@ def _routes(app: FastAPI) -> None:
         data = {
             name: value for name, value in found.to_dict().items() if name in TrialOut.model_fields
         }
-        card = "\n".join(line for _, line, _ in render.card_lines(found))
+        card = card_text(found)
         return TrialOut.model_validate(data | _summary(found) | {"card": card})
 
 

@@ -15,7 +15,6 @@ from rag.types import Chunk, Criterion, Trial
 
 # all-MiniLM-L6-v2 reads 256 word pieces; ~150 words stay under 200 of them with a header.
 MAX_PIECE_WORDS = 150
-TITLE_CHARS = 90  # the header's short title
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 
 
@@ -41,11 +40,7 @@ def chunk_trials(trials: Iterable[Trial]) -> list[Chunk]:
 def short_title(trial: Trial) -> str:
     """The trial's title cut to a header's length, else its summary's or description's start."""
     basis = trial.title or trial.official_title or trial.brief_summary or trial.description
-    basis = basis or trial.id
-    basis = " ".join(basis.split())
-    if len(basis) <= TITLE_CHARS:
-        return basis
-    return basis[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return render.shorten(basis or trial.id)
 
 
 def _header(trial: Trial, title: tuple[str, str], section: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rag.lexical import stem, stem_set
 from rag.llm.base import Passage
 from rag.types import VERDICTS, Chunk, Citation, Verdict, VerdictWord
 
@@ -79,8 +80,6 @@ def parse_verdicts(
     `terms`, or is the trial's card), or it is "not stated"; a trial the backend skipped is
     "not stated" too.
     """
-    from rag.lexical import stem, stem_set
-
     wanted = {stem(t) for t in terms or ()}
     by_marker = {p.marker: p.chunk for p in passages}
     found: dict[str, Verdict] = {}

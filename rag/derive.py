@@ -324,8 +324,7 @@ def _prose(trial: Trial) -> Iterator[Derived]:
                 wanted.discard("phase")
                 yield _quoted(source, text, start, "phase", phase, *found.span())
         for name, value, pattern in _DESIGN_WORDS:
-            found = pattern.search(part)
-            if name in wanted and found:
+            if name in wanted and (found := pattern.search(part)):
                 wanted.discard(name)
                 yield _quoted(source, text, start, name, value, *found.span())
                 if value == "SINGLE_GROUP" and "allocation" in wanted:

@@ -87,7 +87,7 @@ class Filters:
             phase, found = trial.value("phase")
             if not set((phase or "").split("/")) & self.phase:
                 return False, ()
-            _note(notes, "phase", found)
+            _note(notes, found)
         if self.study_type is not None and trial.study_type not in self.study_type:
             return False, ()
         if self.sex is not None:
@@ -96,7 +96,7 @@ class Filters:
                 notes.append("sex not stated")
             elif sex not in {self.sex, "ALL"}:
                 return False, ()
-            _note(notes, "sex", found)
+            _note(notes, found)
         if self.age is not None and not self._age_fits(trial, notes):
             return False, ()
         for field, wanted in (("condition", self.condition), ("intervention", self.intervention)):
@@ -104,7 +104,7 @@ class Filters:
                 fits, found = about(trial, field, wanted, self.match)
                 if not fits:
                     return False, ()
-                _note(notes, "conditions" if field == "condition" else "interventions", found)
+                _note(notes, found)
         if self.sponsor is not None and not matches(
             self.sponsor, [trial.sponsor or ""], self.match
         ):
@@ -124,7 +124,7 @@ class Filters:
             value, found = trial.value(field)
             if value not in codes:
                 return False, ()
-            _note(notes, field, found)
+            _note(notes, found)
         return True, tuple(notes)
 
     def _age_fits(self, trial: Trial, notes: list[str]) -> bool:
@@ -179,9 +179,10 @@ def organisations(trial: Trial) -> tuple[str, ...]:
     return tuple(named)
 
 
-def _note(notes: list[str], field: str, found: Derived | None) -> None:
+def _note(notes: list[str], found: Derived | None) -> None:
+    """Say which fitting value was read from the record's own words, and where."""
     if found is not None:
-        label = render.FIELD_LABELS.get(field, field).lower()
+        label = render.FIELD_LABELS.get(found.field, found.field).lower()
         notes.append(f"{label} from {render.where(found)}")
 
 

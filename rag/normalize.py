@@ -124,7 +124,7 @@ def design(field: str, value: str | None) -> str | None:
     """A design field's value -> its enum: ('masking', 'None (Open Label)') -> 'NONE',
     ('intervention_model', 'Single Group Assignment') -> 'SINGLE_GROUP'; None for text that
     is no value of that field."""
-    if not value or not value.strip() or value.strip().casefold() in {"-", "not provided"}:
+    if not value or not value.strip():
         return None
     text = value.strip()
     if field == "masking":

@@ -135,7 +135,7 @@ def value(field: str, raw: Any) -> str:
         return f"{raw:g} years"
     if field == "healthy_volunteers":
         return "Yes" if raw else "No"
-    if field in {"sex", "study_type"} or (field, raw) in _DESIGN or field in _DESIGN_FIELDS:
+    if field in {"sex", "study_type"} or field in _DESIGN_FIELDS:
         return _DESIGN.get((field, raw), words(raw))
     return str(raw)
 
@@ -146,9 +146,14 @@ _DESIGN_FIELDS = frozenset(DESIGN_VALUES)
 def where(found: Derived) -> str:
     """Where a derived value was read: 'inclusion criterion 4', 'the summary'."""
     if found.criterion_id:
-        section, number = found.criterion_id.split("/")[-2:]
-        return f"{section} criterion {number}"
+        return criterion_label(found.criterion_id)
     return _FROM[found.source]
+
+
+def criterion_label(criterion_id: str) -> str:
+    """'NCT01234567/inclusion/8.2' -> 'inclusion criterion 8.2'."""
+    section, number = criterion_id.split("/")[-2:]
+    return f"{section} criterion {number}"
 
 
 def field_text(trial: Trial, field: str) -> tuple[str | None, list[Derived]]:
@@ -202,8 +207,16 @@ def short_name(trial: Trial) -> str:
         disease = next((c for c in conditions or () if c.casefold() not in named), None)
         name += f" in {disease}" if disease else ""
         return f"{acronym}: {name}" if acronym else name
-    basis = " ".join((trial.brief_summary or trial.description or trial.id).split())
-    return basis if len(basis) <= 90 else basis[:89].rsplit(" ", 1)[0] + "…"
+    return shorten(trial.brief_summary or trial.description or trial.id)
+
+
+NAME_CHARS = 90  # a trial's name in a header or a list line
+
+
+def shorten(text: str, limit: int = NAME_CHARS) -> str:
+    """The text on one line, cut at a word to at most `limit` characters ("…" marks a cut)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def trial_name(trial: Trial) -> str:

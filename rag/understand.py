@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 from rag import normalize, render
 from rag.derive import about_sentences
 from rag.filters import DESIGNS, Filters, Match, fold, matches, organisations, terms
-from rag.lexical import GENERIC, SPELLINGS, name_tokens, tokenize
+from rag.lexical import GENERIC, SPELLINGS, expansion_terms, name_tokens, tokenize
 from rag.types import Trial
 
 Kind = Literal[
@@ -206,7 +206,7 @@ class Vocabulary:
         found: dict[str, set[str]] = {}
         for tid, trial in self.trials.items():
             for title in (trial.title, trial.official_title):
-                key = _fold(title or "")
+                key = fold(title or "")
                 if len(key.split()) >= 3:
                     found.setdefault(key, set()).add(tid)
         return {k: frozenset(v) for k, v in found.items()}
@@ -326,7 +326,7 @@ class Vocabulary:
 
     def by_title(self, text: str) -> Resolution:
         """Trials whose whole title the text holds (the longest title wins)."""
-        folded = f" {_fold(text)} "
+        folded = f" {fold(text)} "
         found = [(len(k), ids) for k, ids in self.titles.items() if f" {k} " in folded]
         if not found:
             return Resolution((), 0.0)
@@ -341,10 +341,6 @@ def _best(scores: dict[str, float]) -> Resolution:
     top = max(scores.values())
     best = sorted(tid for tid, s in scores.items() if s >= top - 1e-9)
     return Resolution(tuple(best), top)
-
-
-def _fold(text: str) -> str:
-    return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
 
 
 # A word of the title, acronym, sponsor, people, treatments or conditions names a trial more
@@ -917,14 +913,8 @@ def _names_anything(text: str, vocabulary: Vocabulary) -> bool:
     """Does the text hold any word the index knows (as a naming word) or a medical topic?"""
     words = set(tokenize(text)) - FRAME
     return any(vocabulary.known(w) or vocabulary.correct(w) for w in words) or bool(
-        _topic_signal(text)
+        bool(expansion_terms(text))
     )
-
-
-def _topic_signal(text: str) -> bool:
-    from rag.lexical import expansion_terms
-
-    return bool(expansion_terms(text))
 
 
 # --- names ----------------------------------------------------------------------------------
@@ -1081,10 +1071,6 @@ def _implicit_names(text: str, vocabulary: Vocabulary) -> tuple[list[str], list[
     return [], []
 
 
-def _noun(found: str) -> str:
-    return found.rsplit(None, 1)[-1]
-
-
 def _find_id(vocabulary: Vocabulary, key: str) -> str | None:
     if key[:3].upper() == "NCT":
         key = key.upper()
@@ -1177,7 +1163,7 @@ def _patient(text: str) -> tuple[Patient, str]:
     labs = []
     for found in _LAB.finditer(text):
         name = re.sub(r"\s+(?:count|of|is)$", "", found.group("name").casefold())
-        name = _LAB_CANONICAL.get(name, name.rstrip("s") if name.startswith("platelet") else name)
+        name = _LAB_CANONICAL.get(name, name)
         name = "platelets" if name.startswith("platelet") else name
         labs.append(Lab(name, float(found.group("value"))))
         spans.append(found.span())
@@ -1639,19 +1625,6 @@ def _last_sentence(text: str) -> str:
     if len(clauses) > 1 and (_WH.match(clauses[-1]) or _YES_NO.match(clauses[-1])):
         return clauses[-1]
     return last
-
-
-def _strong_eligibility(text: str) -> bool:
-    """Eligibility words that a field question would not use ("can someone with X join")."""
-    return bool(
-        re.search(
-            r"\b(?:join|enter|qualif\w*|eligib\w*|exclud\w*|allow\w*|permit\w*|take\s+part|"
-            r"participate|accept\w*\s+(?:patients|people|someone|those|anyone)|"
-            r"(?:patients?|people|someone|anyone|those)\s+(?:with|who|having|on|after))\b",
-            text,
-            re.IGNORECASE,
-        )
-    )
 
 
 def _fields(text: str) -> list[str]:

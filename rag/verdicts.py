@@ -17,9 +17,12 @@ with conditions, allowed or required as the facts say; not stated when no fact i
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rag.derive import age_limits
 from rag.lexical import (
@@ -40,6 +43,11 @@ _NEGATION = re.compile(
 )
 _ALLOWED = re.compile(r"\b(?:allowed|permitted|acceptable|may have|can have|eligible)\b", re.I)
 _COMPARE = re.compile(r"(≥|>=|>|≤|<=|<)\s*(\d+(?:\.\d+)?)")
+# Whether a value meets a comparison a criterion writes: _HOLDS["≤"](value, limit).
+_HOLDS: dict[str, Callable[[float, float], bool]] = {
+    "≥": operator.ge, ">=": operator.ge, ">": operator.gt,
+    "≤": operator.le, "<=": operator.le, "<": operator.lt,
+}  # fmt: skip
 _THRESHOLD = re.compile(
     r"(?:[≥≤<>]=?|>=|<=|\bat least\b|\bmore than\b|\bless than\b|\bover\b|\bunder\b|\babove\b|"
     r"\bbelow\b)\s*[\d.,]+(?:\s*(?:[×x*]|times)\s*(?:10\s*\^?\s*\d+|UNL|ULN))?"
@@ -60,7 +68,8 @@ class Decision:
 NOT_STATED = Decision("not stated")
 
 
-def topic_terms(topic: str) -> set[str]:
+@lru_cache(maxsize=256)
+def topic_terms(topic: str) -> frozenset[str]:
     """The words a criterion must contain to speak to the topic (with curated expansions);
     a hyphenated word also gives its parts ("HIV-positive": "hiv", "positive")."""
     terms = set(whole_tokens(topic))
@@ -72,7 +81,7 @@ def topic_terms(topic: str) -> set[str]:
     )
     terms.update(t for term in expansion_terms(topic) for t in whole_tokens(term))
     terms -= GENERIC
-    return {t for t in terms if len(t) > 2 or "-" in t}
+    return frozenset(t for t in terms if len(t) > 2 or "-" in t)
 
 
 def decide(question: Question, trial: Trial, chunks: list[Chunk], card: Chunk) -> Decision:
@@ -116,7 +125,7 @@ def combine(decisions: list[Decision]) -> Decision:
 
 
 def decide_topic(
-    terms: set[str], chunks: list[Chunk], numbers: frozenset[str] = frozenset()
+    terms: AbstractSet[str], chunks: list[Chunk], numbers: frozenset[str] = frozenset()
 ) -> Decision:
     """A trait against the criteria that name it: the criteria naming most of its words
     speak to it ("adenosquamous carcinoma" is decided where "adenosquamous" is named, not by
@@ -171,7 +180,7 @@ _WORD = re.compile(r"[\w-]+")
 _NUMBERS = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])")
 
 
-def _near(text: str, terms: set[str]) -> str:
+def _near(text: str, terms: AbstractSet[str]) -> str:
     """The clause of the text that holds the first topic term."""
     for clause in re.split(r"[;:]|\.\s", text):
         if terms & set(tokenize(clause)):
@@ -245,15 +254,8 @@ def ecog_values(text: str) -> set[int]:
         return set(range(int(span.group(1)), int(span.group(2)) + 1))
     bound = re.search(r"(≤|<=|<|≥|>=|>)\s*(\d)", tail)
     if bound:
-        op, n = bound.group(1), int(bound.group(2))
-        return {
-            "≤": set(range(0, n + 1)),
-            "<=": set(range(0, n + 1)),
-            "<": set(range(0, n)),
-            "≥": set(range(n, 6)),
-            ">=": set(range(n, 6)),
-            ">": set(range(n + 1, 6)),
-        }[op]
+        holds, n = _HOLDS[bound.group(1)], int(bound.group(2))
+        return {score for score in range(6) if holds(score, n)}
     listed = re.findall(r"\b([0-5])\b", tail[:60])
     return {int(n) for n in listed}
 
@@ -264,19 +266,15 @@ def decide_lab(lab: Lab, chunks: list[Chunk]) -> Decision:
     names = {key, key.rstrip("s")} | {
         t for k in (key, key.rstrip("s")) for x in EXPANSIONS.get(k, ()) for t in whole_tokens(x)
     }
+    named = re.compile(rf"\b(?:{'|'.join(map(re.escape, names))})\w*", re.IGNORECASE)
     for chunk in chunks:
         if chunk.kind != "criterion":
             continue
-        for match in re.finditer(rf"\b(?:{'|'.join(map(re.escape, names))})\w*", chunk.text, re.I):
+        for match in named.finditer(chunk.text):
             bound = _COMPARE.search(chunk.text, match.end(), match.end() + 25)
             if not bound:
                 continue
-            op, limit = bound.group(1), float(bound.group(2))
-            value = lab.value
-            inside = {
-                "≥": value >= limit, ">=": value >= limit, ">": value > limit,
-                "≤": value <= limit, "<=": value <= limit, "<": value < limit,
-            }[op]  # fmt: skip
+            inside = _HOLDS[bound.group(1)](lab.value, float(bound.group(2)))
             if chunk.section == "exclusion":
                 inside = not inside
             return Decision("allows" if inside else "excludes", (chunk,))
