@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from importlib import resources
@@ -56,10 +56,11 @@ from rag.understand import (
     plan_schema,
     understand,
 )
-from rag.verdicts import Decision, decide, threshold, topic_terms, yes_no
+from rag.verdicts import Decision, check_verdict, decide, threshold, topic_terms, yes_no
 
 MAX_TOPIC_CRITERIA = 6  # criteria naming the topic added per trial, beyond the best four
 MAX_LISTED_TRIALS = 100  # trials a listing shows; the count says how many fit in all
+MAX_LEFT_OUT = 10  # trials named as left out by status, sex or age; then "and N more"
 
 
 @dataclass
@@ -260,7 +261,7 @@ class Assistant:
         """'Can someone with X join?': the verdict on the trial, then the deciding words."""
         hits = self._trial_hits(q, trial, k)
         chunks = _ordered(hits, self._chunks(trial.id))
-        decision = decide(q, trial, chunks, self.index.card(trial.id))
+        decision = decide(q, trial, chunks, self.index.card(trial.id), self.index.typed(trial.id))
         numbering = _Numbering()
         facts = self._verdict_facts(trial, decision, numbering)
         lead = yes_no(decision.verdict, q.stance) + "."
@@ -352,7 +353,9 @@ class Assistant:
                     facts.append(_unstated(trial, labels))
             elif not q.patient.empty:
                 chunks = _ordered(self._trial_hits(q, trial, k), self._chunks(trial.id))
-                decision = decide(q, trial, chunks, self.index.card(trial.id))
+                decision = decide(
+                    q, trial, chunks, self.index.card(trial.id), self.index.typed(trial.id)
+                )
                 facts += self._verdict_facts(trial, decision, numbering) or [
                     _unstated(trial, "what was asked")
                 ]
@@ -424,13 +427,14 @@ class Assistant:
             trial = group.trial
             card = self.index.card(trial.id)
             chunks = _ordered(list(group.hits), self._chunks(trial.id))
-            decision = decide(q, trial, chunks, card)
+            decision = decide(q, trial, chunks, card, self.index.typed(trial.id))
             numbering.add(card)
             best = [h.chunk for h in group.hits if h.chunk.kind == "criterion"]
+            best_ids = {c.id for c in best}
             naming = [
                 c
                 for c in chunks
-                if c.kind == "criterion" and c not in best and terms & token_set(c.text)
+                if c.kind == "criterion" and c.id not in best_ids and terms & token_set(c.text)
             ]
             for chunk in (*decision.chunks, *best, *naming[:MAX_TOPIC_CRITERIA]):
                 numbering.add(chunk)
@@ -460,11 +464,15 @@ class Assistant:
             facts=tuple(facts),
         )
         raw = yield from _relay(self.backend.generate(task))
-        verdicts = parse_verdicts(raw, trials, passages, terms)
+        typed = {t.criterion_id: t for g in groups for t in self.index.typed(g.trial.id)}
+        verdicts = parse_verdicts(raw, trials, passages, check_verdict(q, terms, typed))
         text, citations, removed = check_citations(raw, passages)
         lines = [ln for ln in text.splitlines() if not re.match(r"\d+ trials? checked:", ln)]
         lead = _scan_lead(q, verdicts)
-        text = "\n".join(([lead] if lead else []) + lines + [summary_line(verdicts)])
+        left = _left_out(q, self.index.trials.values(), {g.trial.id for g in groups})
+        text = "\n".join(
+            ([lead] if lead else []) + lines + [summary_line(verdicts)] + ([left] if left else [])
+        )
         nothing = all(v.verdict == "not stated" for v in verdicts)
         if nothing and q.kind != "count":
             text, citations = NO_TRIAL_MATCHES, ()
@@ -795,21 +803,40 @@ def _scan_terms(q: Question) -> set[str]:
 
 
 def _scan_lead(q: Question, verdicts: tuple[Verdict, ...]) -> str:
-    """The count or the yes/no that counting and existence questions ask for."""
+    """The count or the yes/no that counting and existence questions ask for. A trial that
+    excludes the trait only under conditions ("symptomatic or uncontrolled" brain metastases)
+    is counted among those excluding it, and said to be."""
     if q.kind not in ("count", "exists"):
         return ""
     stance = q.stance
     wanted = {
-        "excludes": {"excludes"},
+        "excludes": {"excludes", "allows with conditions"},
         "requires": {"requires"},
         "allows": {"allows", "allows with conditions", "requires"},
     }[stance]
     n = sum(1 for v in verdicts if v.verdict in wanted)
-    words = {"excludes": "exclude it", "requires": "require it", "allows": "take such patients"}
-    trials = f"{n} trial{'s' if n != 1 else ''}"
+    one = {"excludes": "excludes it", "requires": "requires it", "allows": "takes such patients"}
+    many = {"excludes": "exclude it", "requires": "require it", "allows": "take such patients"}
+    said = f"{n} trial {one[stance]}" if n == 1 else f"{n} trials {many[stance]}"
+    conditional = sum(1 for v in verdicts if v.verdict == "allows with conditions")
+    if stance == "excludes" and conditional:
+        said += f" ({conditional} only under conditions)"
     if q.kind == "count":
-        return f"{trials} {words[stance]}."
-    return f"Yes: {trials} {words[stance]}." if n else "No: no trial states that it does."
+        return f"{said}."
+    return f"Yes: {said}." if n else "No: no trial states that it does."
+
+
+def _left_out(q: Question, trials: Iterable[Trial], checked: set[str]) -> str:
+    """The trials a patient's status, sex or age leaves out, said rather than dropped."""
+    out = [(t.id, why) for t in trials if t.id not in checked and (why := q.filters.left_out(t))]
+    if not out:
+        return ""
+    shown = "; ".join(f"{tid} ({why})" for tid, why in out[:MAX_LEFT_OUT])
+    more = len(out) - MAX_LEFT_OUT
+    n = f"{len(out)} trial{'s' if len(out) != 1 else ''}"
+    return f"Left out by their record's fields: {n}: {shown}" + (
+        f"; and {more} more" if more > 0 else ""
+    )
 
 
 def _shown_field(filters: Filters) -> str | None:

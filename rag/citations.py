@@ -8,9 +8,9 @@ shared by the prompts, the answers and the eval.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from rag.lexical import stem, stem_set
 from rag.llm.base import Passage
 from rag.types import VERDICTS, Chunk, Citation, Verdict, VerdictWord
 
@@ -72,34 +72,32 @@ def parse_verdicts(
     raw: str,
     trials: list[dict[str, Any]],
     passages: tuple[Passage, ...],
-    terms: set[str] | None = None,
+    check: Callable[[Chunk, VerdictWord], str] | None = None,
 ) -> tuple[Verdict, ...]:
     """One verdict per trial checked, from the backend's lines "<id>: <verdict> [n]".
 
-    A verdict must cite a passage of its own trial that speaks to the topic (names one of
-    `terms`, or is the trial's card), or it is "not stated"; a trial the backend skipped is
+    A verdict must cite a passage of its own trial that bears it out (`check` gives the
+    reason a passage does not: it does not speak to the topic, or its typed facts say
+    otherwise), or it is "not stated" with that reason; a trial the backend skipped is
     "not stated" too.
     """
-    wanted = {stem(t) for t in terms or ()}
     by_marker = {p.marker: p.chunk for p in passages}
     found: dict[str, Verdict] = {}
     for line in _VERDICT_LINE.finditer(raw):
         trial_id = line.group("trial")
         verdict: VerdictWord = line.group("verdict").lower()  # type: ignore[assignment]
         markers = [int(m) for m in _MARKER.findall(line.group("rest"))]
-        own = [
-            m
-            for m in markers
-            if m in by_marker
-            and by_marker[m].trial_id == trial_id
-            and (not terms or by_marker[m].kind == "card" or wanted & stem_set(by_marker[m].text))
-        ]
+        cited = [m for m in markers if m in by_marker and by_marker[m].trial_id == trial_id]
+        reasons = {m: check(by_marker[m], verdict) if check else "" for m in cited}
+        own = [m for m in cited if not reasons[m]]
+        note = re.sub(r"^\s*(?:\[\d+\]\s*)*(?:-\s*)?", "", line.group("rest")).strip()
         if verdict != "not stated" and not own:
+            why = next((r for r in reasons.values() if r), "it cites no passage of this trial")
+            note = f"a {verdict!r} verdict was set aside: {why}"
             verdict, marker, criterion = "not stated", None, None
         else:
             marker = own[0] if own else None
             criterion = by_marker[marker].criterion_id if marker else None
-        note = re.sub(r"^\s*(?:\[\d+\]\s*)*(?:-\s*)?", "", line.group("rest")).strip()
         found.setdefault(trial_id, Verdict(trial_id, verdict, criterion, marker, note))
     return tuple(found.get(t["id"], Verdict(t["id"], "not stated", None)) for t in trials)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rag.errors import RagError
+from rag.facts import type_trial
 from rag.filters import FILTER_KEYS
 from rag.ingest import FileReport, ingest_paths
 from rag.types import Hit, Trial
@@ -50,7 +51,12 @@ def ingest(
         list[Path], typer.Argument(help="Record files or folders (walked recursively).")
     ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print one Trial per line (JSON Lines).")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one Trial per line (JSON Lines), with its typed criteria under "
+            '"typed": concepts and directions, qualifiers, numeric limits, exceptions.',
+        ),
     ] = False,
 ) -> None:
     """Parse trial records into the Trial model and show what each file gave.
@@ -68,7 +74,8 @@ def ingest(
             for warning in report.warnings:
                 typer.echo(f"warning: {report.path}: {warning}", err=True)
             for trial in report.trials:
-                typer.echo(json.dumps(trial.to_dict(), ensure_ascii=False))
+                typed = [t.to_dict() for t in type_trial(trial)]
+                typer.echo(json.dumps(trial.to_dict() | {"typed": typed}, ensure_ascii=False))
         elif report.trials:
             _print_table(report)
     trials = [t for r in reports for t in r.trials]

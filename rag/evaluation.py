@@ -275,6 +275,8 @@ class Outcome:
     error: str | None = None
     kind: str | None = None  # the kind of question, as labelled in the set
     understood: str | None = None  # the kind the question stage read
+    # verdict questions: each judged trial's (expected, given) verdict
+    pairs: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def unanswerable(self) -> bool:
@@ -320,7 +322,14 @@ def score(case: dict[str, Any], answer: Answer, k: int, ms: float) -> Outcome:
             judged = {t for t, v in want.items() if v != "ambiguous"}
         else:
             judged = set(want) | {t for t, v in got.items() if v != "not stated"}
-        agree = [got.get(t, "not stated") == want.get(t, "not stated") for t in judged]
+        agree = [
+            got.get(t, "not stated") == want.get(t, "not stated")
+            and _condition_agrees(t, want.get(t), answer, case.get("cite", []))
+            for t in judged
+        ]
+        outcome.pairs = [
+            (want.get(t, "not stated"), got.get(t, "not stated")) for t in sorted(judged)
+        ]
         outcome.verdict_accuracy = sum(agree) / len(agree) if agree else 1.0
         outcome.correct = all(agree)
     elif "yes_no" in expected:
@@ -351,6 +360,17 @@ def score(case: dict[str, Any], answer: Answer, k: int, ms: float) -> Outcome:
         outcome.recall_at_k = recall_at(ranked, gold, k)
         outcome.reciprocal_rank = reciprocal_rank(ranked, gold)
     return outcome
+
+
+def _condition_agrees(trial: str, want: str | None, answer: Answer, cite: list[str]) -> bool:
+    """A conditional verdict is right only with the right condition: where the labels name
+    the criteria that set a trial's conditions, the answer cites one of them for it."""
+    if want != "allows with conditions":
+        return True
+    labelled = {c for c in cite if c.startswith(f"{trial}/")}
+    if not labelled:
+        return True
+    return any(c.criterion_id in labelled for c in answer.citations if c.trial_id == trial)
 
 
 def said_yes_no(text: str) -> str | None:
@@ -434,6 +454,17 @@ class Report:
             }
         return rows
 
+    def confusion(self) -> dict[str, dict[tuple[str, str], int]]:
+        """Per category with verdict questions: how often each expected verdict was given as
+        each verdict (a conditional verdict citing the wrong criterion counts where it was
+        given, though it is scored wrong)."""
+        table: dict[str, dict[tuple[str, str], int]] = {}
+        for o in self.outcomes:
+            for pair in o.pairs:
+                counts = table.setdefault(o.category, {})
+                counts[pair] = counts.get(pair, 0) + 1
+        return dict(sorted(table.items()))
+
     def failures(self) -> list[str]:
         """One line per metric below its threshold."""
         overall = summarise(self.outcomes)
@@ -455,6 +486,12 @@ class Report:
             "failures": self.failures(),
             "categories": self.rows(),
             "kinds": self.kind_rows(),
+            "confusion": {
+                category: [
+                    {"expected": w, "given": g, "n": n} for (w, g), n in sorted(counts.items())
+                ]
+                for category, counts in self.confusion().items()
+            },
             "questions": [asdict(o) for o in self.outcomes],
         }
 
@@ -468,7 +505,24 @@ class Report:
         if wrong:
             more = f" (first 50 of {len(wrong)})" if len(wrong) > 50 else ""
             listing = f"\n\n## Wrong answers{more}\n{listing}"
-        return self.table() + "\n\n" + self.verdict() + listing + "\n"
+        return self.table() + self.confusion_tables() + "\n\n" + self.verdict() + listing + "\n"
+
+    def confusion_tables(self) -> str:
+        """Per category with verdict questions, expected verdicts (rows) against the verdicts
+        given (columns), as Markdown."""
+        out = []
+        for category, counts in self.confusion().items():
+            out += [
+                "",
+                f"### {category}: expected (rows) against given (columns)",
+                "",
+                "| expected | " + " | ".join(VERDICTS) + " |",
+                "|---" * (len(VERDICTS) + 1) + "|",
+            ]
+            for want in VERDICTS:
+                row = [str(counts.get((want, got), 0)) for got in VERDICTS]
+                out.append(f"| {want} | " + " | ".join(row) + " |")
+        return "\n".join(["", *out]) if out else ""
 
     def verdict(self) -> str:
         """'All thresholds met: ...', or one '- FAIL: ...' line per metric below its minimum."""
@@ -648,3 +702,67 @@ def run(
         limits,
         time.perf_counter() - started,
     )
+
+
+# --- typed criteria ---------------------------------------------------------------------------
+
+# Integer scales, where "< 2" and "<= 1" are one limit.
+_WHOLE_SCALES = frozenset({"ecog", "prior_lines"})
+
+
+def _limit_key(what: str, op: str, value: float) -> tuple[str, str, float]:
+    if what in _WHOLE_SCALES and op in ("<", ">"):
+        return (what, "<=" if op == "<" else ">=", value - 1 if op == "<" else value + 1)
+    return (what, op, float(value))
+
+
+def typed_scores(path: Path) -> dict[str, dict[str, float | int]]:
+    """Precision and recall of rag.facts against hand-labelled criteria (eval/typed_criteria):
+    concepts, (concept, direction) pairs and numeric limits (what, op, value), each scored over
+    the concepts and limit names the curated table types, and concepts also over every label."""
+    from rag.facts import CONCEPTS, type_criterion
+
+    typed_limits = {"age", "ecog", "washout", "life_expectancy", "karnofsky", "platelets",
+                    "neutrophils", "hemoglobin", "wbc", "creatinine", "creatinine_clearance",
+                    "bilirubin", "ast_alt", "albumin", "inr", "lvef", "qtc"}  # fmt: skip
+    counts: dict[str, list[int]] = {k: [0, 0, 0] for k in ("concepts", "directions", "limits")}
+    every = [0, 0]  # labelled concepts found, labelled concepts in all
+    for line in path.read_text(encoding="utf-8").splitlines():
+        case = json.loads(line)
+        if "meta" in case:
+            continue
+        typed = type_criterion(case["criterion_id"], case["section"], case["text"])
+        expected = case["expected"]
+        want_c = {c["concept"] for c in expected["concepts"] if c["concept"] in CONCEPTS}
+        got_c = {m.concept for m in typed.mentions}
+        want_d = {(c["concept"], c["direction"]) for c in expected["concepts"]} & {
+            (c, d) for c in CONCEPTS for d in ("required", "excluded", "allowed")
+        }
+        got_d = {(m.concept, m.direction) for m in typed.mentions}
+        want_l = {
+            _limit_key(x["what"], x["op"], float(x["value"]))
+            for x in expected["limits"]
+            if x["what"] in typed_limits
+        }
+        got_l = {_limit_key(x.what, x.op, x.value) for x in typed.limits}
+        pairs: tuple[tuple[str, set[Any], set[Any]], ...] = (
+            ("concepts", want_c, got_c),
+            ("directions", want_d, got_d),
+            ("limits", want_l, got_l),
+        )
+        for name, want, got in pairs:
+            counts[name][0] += len(want & got)
+            counts[name][1] += len(got)
+            counts[name][2] += len(want)
+        all_c = {c["concept"] for c in expected["concepts"]}
+        every[0] += len(all_c & got_c)
+        every[1] += len(all_c)
+    scores: dict[str, dict[str, float | int]] = {}
+    for name, (hits, typed_n, labelled_n) in counts.items():
+        scores[name] = {
+            "precision": hits / typed_n if typed_n else 1.0,
+            "recall": hits / labelled_n if labelled_n else 1.0,
+            "labelled": labelled_n,
+        }
+    scores["concepts_all_labels"] = {"recall": every[0] / every[1] if every[1] else 1.0}
+    return scores

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -126,6 +126,25 @@ class Filters:
                 return False, ()
             _note(notes, found)
         return True, tuple(notes)
+
+    def left_out(self, trial: Trial) -> str:
+        """Why a trial that fits every other filter fails the status, sex or age asked ("status
+        Completed"), or "" when it passes or fails something else: what a patient's question
+        reports rather than drops silently."""
+        if not replace(self, status=None, sex=None, age=None).check(trial)[0]:
+            return ""
+        if self.status is not None and trial.status not in self.status:
+            said = render.value("status", trial.status) if trial.status else "not stated"
+            return f"status: {said}"
+        sex, _ = trial.value("sex")
+        if self.sex is not None and sex not in (None, self.sex, "ALL"):
+            return f"{render.value('sex', sex).lower()} patients only"
+        if self.age is not None and not self._age_fits(trial, []):
+            low, _ = trial.value("min_age_years")
+            high, _ = trial.value("max_age_years")
+            ages = "-".join(f"{x:g}" if x is not None else "" for x in (low, high))
+            return f"ages {ages}"
+        return ""
 
     def _age_fits(self, trial: Trial, notes: list[str]) -> bool:
         assert self.age is not None

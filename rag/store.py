@@ -7,6 +7,8 @@ Layout: `index/<name>` is a symbolic link to a version folder `index/.<name>-<id
     bm25/           bm25s index over the same chunks, in the same order
     chunks.jsonl    one Chunk a line, with the hash of its embedded text
     trials.jsonl    one Trial a line (fields for filters, criteria for citations)
+    facts.jsonl     each trial's typed criteria (rag.facts), read by corpus-wide verdicts;
+                    retyped on load when the rules that typed them were older
 
 A build writes a new version folder beside the live one and swaps the link in one rename at
 the end, so a build killed at any moment leaves the previous index as it was. A lock file
@@ -38,6 +40,7 @@ import numpy as np
 from rag.chunk import chunk_trials
 from rag.embed import Embedder, Vectors
 from rag.errors import StoreError
+from rag.facts import FACTS_VERSION, Typed, type_trial
 from rag.ingest import ingest_paths
 from rag.lexical import tokenize
 from rag.types import Chunk, Trial
@@ -83,6 +86,7 @@ class Index:
     faiss_index: Any
     bm25: bm25s.BM25
     trial_chunks: dict[str, list[int]] = field(default_factory=dict)
+    facts: dict[str, tuple[Typed, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for i, chunk in enumerate(self.chunks):
@@ -96,6 +100,13 @@ class Index:
         elif key[:2].upper() == "T-":
             key = "T-" + key[2:].lower()
         return self.trials.get(key)
+
+    def typed(self, trial_id: str) -> tuple[Typed, ...]:
+        """The trial's typed criteria: stored by the build, else typed now (once)."""
+        found = self.facts.get(trial_id)
+        if found is None:
+            found = self.facts[trial_id] = tuple(type_trial(self.trials[trial_id]))
+        return found
 
     def card(self, trial_id: str) -> Chunk:
         """The trial's field card (every trial has one)."""
@@ -188,7 +199,20 @@ def load(
         trials={t.id: t for t in trials},
         faiss_index=faiss.read_index(str(path / "vectors.faiss")),
         bm25=bm25,
+        facts=_read_facts(path, manifest),
     )
+
+
+def _read_facts(path: Path, manifest: dict[str, Any]) -> dict[str, tuple[Typed, ...]]:
+    """The stored typed criteria, when the rules that typed them are this rag's (else the
+    Index types its trials again as it loads)."""
+    if manifest.get("facts") != FACTS_VERSION or not (path / "facts.jsonl").exists():
+        return {}
+    facts: dict[str, tuple[Typed, ...]] = {}
+    for line in _lines(path / "facts.jsonl"):
+        row = json.loads(line)
+        facts[row["trial_id"]] = tuple(Typed.from_dict(t) for t in row["typed"])
+    return facts
 
 
 def build(
@@ -329,6 +353,10 @@ def _write(
     with (target / "trials.jsonl").open("w", encoding="utf-8") as out:
         for trial in trials:
             out.write(json.dumps(trial.to_dict(), ensure_ascii=False) + "\n")
+    with (target / "facts.jsonl").open("w", encoding="utf-8") as out:
+        for trial in trials:
+            typed = [t.to_dict() for t in type_trial(trial)]
+            out.write(json.dumps({"trial_id": trial.id, "typed": typed}, ensure_ascii=False) + "\n")
     files = {r.path: _file_hash(Path(r.path)) for r in reports if not r.error}
     manifest = {
         "format": FORMAT_VERSION,
@@ -339,6 +367,7 @@ def _write(
         "trials": len(trials),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "libraries": {name: _version(name) for name in _LIBRARIES},
+        "facts": FACTS_VERSION,
         "corpus_hash": hashlib.sha256("".join(hashes).encode()).hexdigest(),
         "files": files,
     }

@@ -673,10 +673,13 @@ _DESIGN_FIELDS = tuple(normalize.DESIGN_VALUES)
 _AGE = re.compile(
     r"\b(?P<a>\d{1,3})\s*[- ]?\s*(?:years?|yrs?|y)\s*[- ]?\s*(?:old|of\s+age)\b|"
     r"\b(?P<b>\d{1,3})\s*[- ]?(?:yo|y/o|y\.o\.)\b|\baged?\s+(?:of\s+|is\s+)?(?P<c>\d{1,3})\b|"
+    r"(?<!for\s)(?<!past\s)(?<!last\s)(?<!over\s)\b(?P<f>\d{2,3})\s*(?:yrs?|years?)\b"
+    r"(?!\s*(?:ago|since|back|before|after|of|later|earlier|prior))|"
     r"\b(?:is|am|turned|turning|he's|she's|i'm)\s+(?P<d>\d{2,3})\b(?!\s*(?:kg|cm|mg|%|lb|years?\s+"
     r"(?:ago|since)|x|×))|\bin\s+(?:his|her|their|my)\s+(?P<e>\d)0s\b",
     re.IGNORECASE,
 )
+_AGE_SEX = re.compile(r"\b(?P<age>\d{2,3})\s?(?P<sex>[MF])\b")
 _FEMALE = re.compile(
     r"\b(?:woman|lady|girl|mother|mom|mum|wife|daughter|sister|grandmother|grandma|aunt|she|"
     r"female\s+patient|niece)\b",
@@ -855,7 +858,9 @@ def understand(
     clean = _SHORTHAND.sub(lambda m: _SHORTHANDS[m.group().casefold()], " ".join(text.split()))
     named, candidates, unknown, masked = _names(clean, vocabulary)
     named = list(dict.fromkeys(named))
-    patient, rest = _patient(masked)
+    # Words that describe the trial named ("the camrelizumab study that adds radiation") say
+    # which trial, not what is asked of it.
+    patient, rest = _patient(_DESCRIBES_TRIAL.sub(" ", masked) if named else masked)
     corpus = (
         bool(_CORPUS.search(masked))
         and len(named) <= 1
@@ -867,6 +872,13 @@ def understand(
         # discussion ("who sponsors camrelizumab?"); "had anlotinib before?" stays with it.
         if trial is None or (implicit and not _ANAPHOR.search(masked)):
             named, candidates = implicit, several
+    if (
+        not (corpus or named or candidates or unknown)
+        and trial is None
+        and (patient.age is not None or patient.ecog is not None)
+        and _ELIGIBILITY.search(masked)
+    ):
+        corpus = True  # "can an 81-year-old man with ECOG 0 join?": every trial, for him
     kind: Kind
     if corpus and not named:
         question = _corpus_question(clean, masked, rest, patient, vocabulary)
@@ -1149,6 +1161,12 @@ def _patient(text: str) -> tuple[Patient, str]:
             spans.append(found.span())
     sex = None
     female, male = _FEMALE.search(text), _MALE.search(text)
+    short = _AGE_SEX.search(text)  # "62F", "45 M": a clinician's age and sex
+    if short and age is None:
+        age = float(short.group("age"))
+        spans.append(short.span())
+    if short:
+        female, male = (short, None) if short.group("sex") == "F" else (None, short)
     if female and not male:
         sex = "FEMALE"
         spans.append(female.span())
@@ -1237,7 +1255,7 @@ _CRITERIA_PREDICATE = re.compile(
 )
 _EXCLUDES = re.compile(
     r"\b(?:exclu\w*|bar\w*|ban\w*|rule\w*\s+(?:\w+\s+)?out|disqualif\w*|prohibit\w*|say\s+no|turn\w*\s+"
-    r"away|reject\w*|refus\w*|keep\w*\s+(?:out|away))|(?:not|n't|never)\s+(?:accept|allow|take|"
+    r"away|reject\w*|refus\w*|keep\w*\s+(?:\w+\s+)?(?:out|away))|(?:not|n't|never)\s+(?:accept|allow|take|"
     r"let|admit|permit|welcome)|\btoo\s+(?:old|young|sick|ill|frail|weak|big|large|many|much|high|"
     r"low|advanced|late)\b|\b(?:a|an|any)\s+(?:problem|issue|obstacle|barrier|deal-?breaker|"
     r"exclusion)\b|\b(?:stop|keep|prevent|bar)\w*\s+(?:\w+\s+)?from\b",
@@ -1453,6 +1471,19 @@ def _phrase(text: str, words: list[str]) -> str:
 # --- questions about named trials -----------------------------------------------------------
 
 
+_DESCRIBES_TRIAL = re.compile(
+    r"(?i)(?:<trial>|\b(?:study|trial|protocol))\s+(?:that|which|where|using|testing|comparing|"
+    r"combining|adding|giving)\b(?:(?!\s[-–—]\s)[^?.!;(),:])*"
+)
+# An asking sentence about what the sentences before it said: its topic is theirs.
+_POINTS_BACK = re.compile(
+    r"(?i)^\W*(?:so\s+|and\s+|but\s+)?(?:does|do|will|would|is|could|can|might|should)\s+"
+    r"(?:that|this|it|these|those|any\s+of\s+(?:that|this))\s+(?:disqualif\w*|rule\w*|stop\w*|"
+    r"keep\w*|prevent\w*|exclud\w*|count\w*|matter\w*|affect\w*|mean\w*|make\w*|bar\w*|"
+    r"allow\w*|let\w*|chang\w*|an?|problem|issue|ok|okay|fine|be)\b"
+)
+
+
 def _trial_question(
     text: str, masked: str, rest: str, patient: Patient, named: list[str]
 ) -> Question:
@@ -1493,7 +1524,12 @@ def _trial_question(
         fields = [f for f in fields if f in ("sex", "healthy_volunteers", "ages")]
     if kind == "criterion" or eligible:
         several = len(re.split(r"(?<=[.!?])\s+", plain.strip())) > 1
-        if asking[0] and (kind == "criterion" or (kind == "yes_no" and several)):
+        points_back = _POINTS_BACK.match(_last_sentence(plain))  # "Does that rule me out?"
+        if (
+            asking[0]
+            and not points_back
+            and (kind == "criterion" or (kind == "yes_no" and several))
+        ):
             # "My dad is thin. Is there a BMI cut-off in X?", "She has had diabetes since a
             # child. Will her diabetes stop her from getting in?": the asking sentence says.
             topic, conditions = asking
@@ -1726,7 +1762,9 @@ _TOPIC_FRAME = FRAME | frozenset(
     possible eligible please things thing already yet sign up register apply open yes today now
     tomorrow currently too old young older younger based spring summer autumn winter season
     turned turning screening screened spell spells spelled spelt out minimum maximum
-    least stop stops stopped prevent prevents getting""".split()
+    least stop stops stopped prevent prevents getting female male woman man lady gentleman
+    age ages aged cutoff cutoffs limit limits given doctor doctors
+    oncologist calls called fully hi hello hey thanks""".split()
 )
 _TOPIC_WORD = re.compile(r"[^\W_][\w'+/.^×≥≤<>=-]*")
 _PART_SPLIT = re.compile(
@@ -1744,12 +1782,24 @@ def _topic(text: str) -> tuple[str, tuple[str, ...]]:
     topic = "; ".join(s for s in sentences if s)
     if not topic:
         return "", ()
-    parts = [
-        p
-        for part in _PART_SPLIT.split(topic)
-        if (p := _topic_words(part)) and set(tokenize(p)) - GENERIC - _TOPIC_FRAME
-    ]
+    parts: list[str] = []
+    for part in _PART_SPLIT.split(topic):
+        p = _topic_words(part)
+        if not (p and set(tokenize(p)) - GENERIC - _TOPIC_FRAME):
+            continue
+        if parts and _QUALIFYING.fullmatch(p):
+            parts[-1] += f", {p}"  # "brain metastases, but no symptoms": how, not another trait
+        else:
+            parts.append(p)
     return topic, tuple(parts) if len(parts) > 1 else ()
+
+
+# A part that only says how the trait before it is (its state, not another trait).
+_QUALIFYING = re.compile(
+    r"(?i)(?:(?:now|still|currently|fully|well|radiologically|clinically|all|at|from|it|any)\s+)*"
+    r"(?:a?symptom(?:s|atic)?|stable|controlled|treated|untreated|active|inactive|resolved|"
+    r"cured|in\s+remission)(?:\s+(?:from\s+it|at\s+all|now))*"
+)
 
 
 _NUMBERED_TYPE = re.compile(r"type\s*(?:[0-9]|i{1,3}|iv)\b", re.IGNORECASE)  # "type 1 diabetes"
@@ -1765,7 +1815,12 @@ def _topic_words(text: str) -> str:
     ]
     if not kept:
         return ""
-    return text[kept[0].start() : kept[-1].end()].strip(" ,;:-?.!")
+    end = kept[-1].end()
+    ago = _AGO.match(text, end)  # "chemo 6 weeks ago": how long ago is a fact of the patient
+    return text[kept[0].start() : ago.end() if ago else end].strip(" ,;:-?.!")
+
+
+_AGO = re.compile(r"\s*(?:days?|weeks?|wks?|months?|mos?|years?|yrs?)\s+(?:ago|back)\b", re.I)
 
 
 def plan_schema() -> dict[str, Any]:

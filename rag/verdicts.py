@@ -19,12 +19,22 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 
 from rag.derive import age_limits
+from rag.facts import (
+    NARROWING,
+    PARENT,
+    TREATMENTS,
+    Mention,
+    Typed,
+    concepts_in,
+    question_qualifiers,
+    window_weeks,
+)
 from rag.lexical import (
     EXPANSIONS,
     GENERIC,
@@ -84,13 +94,20 @@ def topic_terms(topic: str) -> frozenset[str]:
     return frozenset(t for t in terms if len(t) > 2 or "-" in t)
 
 
-def decide(question: Question, trial: Trial, chunks: list[Chunk], card: Chunk) -> Decision:
-    """One verdict for the trial, accounting for every fact the question gives."""
-    return combine(list(_facts(question, trial, chunks, card)))
+def decide(
+    question: Question,
+    trial: Trial,
+    chunks: list[Chunk],
+    card: Chunk,
+    typed: Sequence[Typed] = (),
+) -> Decision:
+    """One verdict for the trial, accounting for every fact the question gives; `typed` are
+    the trial's typed criteria (rag.facts), read for the topics the curated concepts name."""
+    return combine(list(_facts(question, trial, chunks, card, typed)))
 
 
 def _facts(
-    question: Question, trial: Trial, chunks: list[Chunk], card: Chunk
+    question: Question, trial: Trial, chunks: list[Chunk], card: Chunk, typed: Sequence[Typed]
 ) -> Iterable[Decision]:
     patient = question.patient
     if "healthy_volunteers" in question.fields:
@@ -104,12 +121,301 @@ def _facts(
     for lab in patient.labs:
         yield decide_lab(lab, chunks)
     for topic in patient.conditions or ((question.topic,) if question.topic else ()):
-        yield decide_topic(topic_terms(topic), chunks, frozenset(_NUMBERS.findall(topic)))
+        concepts = trait_concepts(topic)
+        if concepts:
+            yield decide_concepts(concepts, question_qualifiers(topic), typed, chunks)
+        else:
+            yield decide_topic(topic_terms(topic), chunks, frozenset(_NUMBERS.findall(topic)))
+
+
+def decide_concepts(
+    concepts: Sequence[str], asked: frozenset[str], typed: Sequence[Typed], chunks: list[Chunk]
+) -> Decision:
+    """A trait the curated concepts name, against the trial's typed criteria. The trait's
+    concepts are alternatives ("hepatitis B or C", "ILD or pneumonitis"): a trial that takes
+    patients with any of them takes the trait, with the others' conditions."""
+    decisions = [_decide_concept(c, asked, typed, chunks) for c in dict.fromkeys(concepts)]
+    stated = [d for d in decisions if d.verdict != "not stated"]
+    if not stated:
+        return NOT_STATED
+    if all(d.verdict == "excludes" for d in stated):
+        return _merge("excludes", stated)
+    for verdict in ("requires", "allows with conditions"):
+        if any(d.verdict == verdict for d in stated):
+            return _merge(verdict, stated)
+    if any(d.verdict == "excludes" for d in stated):
+        return _merge("allows with conditions", stated)
+    return _merge("allows", stated)
+
+
+def _merge(verdict: VerdictWord, decisions: list[Decision]) -> Decision:
+    lead = [d for d in decisions if d.verdict == verdict] or decisions
+    rest = [d for d in decisions if d not in lead]
+    chunks = tuple(dict.fromkeys(c for d in lead + rest for c in d.chunks))
+    note = "; ".join(dict.fromkeys(d.note for d in lead + rest if d.note))
+    return Decision(verdict, chunks, note)
+
+
+def traits(question: Question) -> list[tuple[tuple[str, ...], frozenset[str]]]:
+    """Each trait the question gives (a patient's condition, else its topic) that the curated
+    concepts name: its concepts and the qualifiers it is asked with."""
+    topics = question.patient.conditions or ((question.topic,) if question.topic else ())
+    out = []
+    for topic in topics:
+        concepts = trait_concepts(topic)
+        if concepts:
+            out.append((concepts, question_qualifiers(topic)))
+    return out
+
+
+@lru_cache(maxsize=256)
+def trait_concepts(topic: str) -> tuple[str, ...]:
+    """The concepts a trait names; a condition's treatment ("ILD that needed steroids",
+    "brain metastases treated with radiotherapy") describes it and is no trait of its own."""
+    concepts = list(dict.fromkeys(key for key, _ in concepts_in(topic)))
+    conditions = [c for c in concepts if c not in TREATMENTS | {"steroids_immunosuppressants"}]
+    return tuple(conditions or concepts)
+
+
+def check_verdict(
+    question: Question, terms: set[str], typed: dict[str, Typed]
+) -> Callable[[Chunk, VerdictWord], str]:
+    """What a cited passage must bear out for a verdict to stand, as a reason when it does
+    not: it speaks to the topic (the trial's card, a criterion naming the topic's words or
+    typed with its concepts), and where its typed facts name a trait's concept, they go the
+    verdict's way (an "excludes" citing an inclusion that requires the trait is set aside)."""
+    asked_traits = [
+        ({*concepts, *(a for c in concepts for a in _ancestors(c))}, asked)
+        for concepts, asked in traits(question)
+    ]
+    wanted = {stem(t) for t in terms}
+
+    def reason(chunk: Chunk, verdict: VerdictWord) -> str:
+        if chunk.kind == "card":
+            return ""
+        found = typed.get(chunk.criterion_id or "")
+        directions = {
+            "narrowed" if m.direction == "excluded" and _narrowing(m, asked) else m.direction
+            for related, asked in asked_traits
+            for m in (found.mentions if found else ())
+            if m.concept in related
+        }
+        if not directions:
+            if not wanted or wanted & stem_set(chunk.text):
+                return ""
+            return f"{_label(chunk)} does not speak to the question"
+        agree = {
+            "excludes": {"excluded"},
+            "requires": {"required"},
+            "allows": {"allowed", "narrowed"},
+            "allows with conditions": {"allowed", "narrowed", "excluded", "required"},
+            "not stated": directions,
+        }[verdict]
+        if directions & agree:
+            return ""
+        said = " and ".join(sorted(directions))
+        return f"{_label(chunk)} has it {said}, not {verdict}"
+
+    return reason
+
+
+def _label(chunk: Chunk) -> str:
+    return chunk.criterion_id or chunk.id
+
+
+def _ancestors(concept: str) -> set[str]:
+    out = set()
+    while concept in PARENT:
+        concept = PARENT[concept]
+        out.add(concept)
+    return out
+
+
+def _narrowing(mention: Mention, asked: frozenset[str]) -> bool:
+    """Does the mention hold only under qualifiers the asked trait does not carry ("untreated"
+    brain metastases when any are asked about, radiotherapy "within 4 weeks")?"""
+    activity = bool(asked & _ACTIVITY)
+    ago = _ago(asked)
+    for qualifier in mention.qualifiers:
+        name, _, value = qualifier.partition(": ")
+        if name not in NARROWING or (activity and name in _ACTIVITY | {"defined"}):
+            continue
+        window = window_weeks(value) if name == "within" and ago is not None else None
+        if window is not None and ago is not None:  # "6 weeks ago" against "within 3 months"
+            if ago <= window:
+                continue  # the patient is inside the window: the exclusion holds
+            return True
+        if name == "site":
+            if value in _SITES and _SITES[value] in asked:
+                continue
+            return True
+        if name not in asked:
+            return True
+    return False
+
+
+def _inside_window(mention: Mention, asked: frozenset[str]) -> bool:
+    """Was the asked treatment given inside the mention's time window ("6 weeks ago" against
+    "within 3 months")?"""
+    ago = _ago(asked)
+    if ago is None:
+        return False
+    for qualifier in mention.qualifiers:
+        name, _, value = qualifier.partition(": ")
+        window = window_weeks(value) if name == "within" else None
+        if window is not None and ago <= window:
+            return True
+    return False
+
+
+def _ago(asked: frozenset[str]) -> float | None:
+    return next((float(a.partition(": ")[2]) for a in asked if a.startswith("ago: ")), None)
+
+
+# One trait said several ways: an asked "active" disease meets an exclusion of "active or
+# uncontrolled" or "untreated active" disease.
+_ACTIVITY = frozenset({"active", "untreated", "symptomatic", "uncontrolled"})
+_SITES = dict.fromkeys(
+    ("thoracic", "chest", "lung", "pulmonary", "mediastinal", "mediastinum"),
+    "thoracic",
+)
+
+
+def _decide_concept(
+    concept: str, asked: frozenset[str], typed: Sequence[Typed], chunks: list[Chunk]
+) -> Decision:
+    """One concept: excluded outright (with nothing pulling the other way), required,
+    allowed with conditions (excluded only under narrower words, carved back in, allowed
+    under conditions), allowed, else not stated."""
+    broader = _ancestors(concept)
+    parent = PARENT.get(concept)
+    typed = [
+        t for t in typed if any(m.concept == concept or m.concept in broader for m in t.mentions)
+    ]
+    if not typed:
+        return NOT_STATED
+    by_id = {c.criterion_id: c for c in chunks if c.kind == "criterion"}
+    found: list[tuple[Mention, Chunk]] = []
+    wider: list[tuple[Mention, Chunk]] = []  # cited after the criteria naming the concept
+    for criterion in typed:
+        chunk = by_id.get(criterion.criterion_id)
+        if chunk is None:
+            continue
+        for mention in criterion.mentions:
+            if (mention.concept != concept and mention.concept not in broader) or _beside(
+                mention, asked
+            ):
+                continue
+            if mention.concept == concept:
+                found.append((mention, chunk))
+            else:
+                broad = _broader(mention, mention.concept == parent, criterion)
+                if broad is not None:
+                    wider.append((broad, chunk))
+    found += wider
+    if not found:
+        return NOT_STATED
+    outright = [(m, c) for m, c in found if m.direction == "excluded" and not _narrowing(m, asked)]
+    required = [(m, c) for m, c in found if m.direction == "required"]
+    narrowed = [(m, c) for m, c in found if m.direction == "excluded" and _narrowing(m, asked)]
+    allowed = [(m, c) for m, c in found if m.direction == "allowed"]
+    conditions = list(
+        dict.fromkeys(filter(None, (_condition(m, c) for m, c in narrowed + allowed)))
+    )
+    if required:  # a patient without it cannot enter; exclusions narrow which ones can
+        also = f"also excluded: {_where_ids(outright)}" if outright else ""
+        note = "; ".join(filter(None, [*conditions, also]))
+        return Decision("requires", _cited(required + outright + narrowed), note)
+    timed = [(m, c) for m, c in outright if _inside_window(m, asked)]
+    if timed or (outright and not (required or allowed)):
+        # a washout the patient is still inside excludes, whatever allows the treatment
+        return Decision("excludes", _cited(timed or outright), "")
+    if outright:
+        pulls = _cited(outright + required + allowed)
+        note = f"criteria pull different ways: {_where_ids(outright)} exclude it, " + (
+            f"{_where_ids(required + allowed)} take it"
+        )
+        return Decision("allows with conditions", pulls, note)
+    if narrowed or any(_narrowing(m, asked) or c.section == "exclusion" for m, c in allowed):
+        return Decision("allows with conditions", _cited(narrowed + allowed), "; ".join(conditions))
+    return Decision("allows", _cited(allowed), "")
+
+
+def _beside(mention: Mention, asked: frozenset[str]) -> bool:
+    """Is the mention beside the asked trait: a treatment the patient may get rather than one
+    had ("candidates for radiotherapy"), or one had or required at another site than the one
+    asked ("radiotherapy for brain metastases" when chest radiotherapy is asked)?"""
+    if "planned" in mention.qualifiers:
+        return True
+    sites = {q.partition(": ")[2] for q in mention.qualifiers if q.startswith("site: ")}
+    if "thoracic" not in asked or not sites or mention.direction == "excluded":
+        return False
+    return not any(_SITES.get(site) == "thoracic" for site in sites)
+
+
+def _broader(mention: Mention, parent: bool, criterion: Typed) -> Mention | None:
+    """A mention of a broader concept as it bears on the asked one: an exclusion speaks to
+    it ("no prior systemic therapy"), unless it is about toxicity; a requirement of the
+    parent alone requires it ("at least 2 courses of immunotherapy"), one among several
+    treatments allows it; a broader requirement further up says nothing."""
+    if "toxicity" in mention.qualifiers:
+        return None
+    if mention.direction != "required":
+        return mention
+    if not parent:
+        return None
+    siblings = sum(1 for m in criterion.mentions if m.concept in TREATMENTS)
+    if siblings > 1:
+        return Mention(
+            mention.concept, "allowed", mention.span, mention.qualifiers, mention.condition
+        )
+    return mention
+
+
+def _cited(found: list[tuple[Mention, Chunk]]) -> tuple[Chunk, ...]:
+    return tuple(dict.fromkeys(c for _, c in found))
+
+
+def _where_ids(found: list[tuple[Mention, Chunk]]) -> str:
+    return ", ".join(dict.fromkeys(c.criterion_id or c.id for _, c in found))
+
+
+def _condition(mention: Mention, chunk: Chunk) -> str:
+    """The condition quoted: what an exclusion is narrowed to, or what a carve-out or an
+    allowance lets in."""
+    if mention.direction == "excluded":
+        return f'excluded only if "{mention.condition}"' if mention.condition else ""
+    if chunk.section == "exclusion":
+        return f'let in by "{_quote(chunk.text, mention.span)}"'
+    return f'allowed if "{mention.condition}"' if mention.condition else ""
+
+
+def _quote(text: str, span: tuple[int, int]) -> str:
+    """The carve-out clause holding the span, trimmed to a readable length."""
+    start = max(text.rfind(";", 0, span[0]) + 1, 0)
+    cue = _CARVE_OUT.search(text, start, span[0] + 1)
+    start = cue.start() if cue else start
+    end = text.find(";", span[1])
+    end = len(text) if end < 0 else end
+    quote = " ".join(text[start:end].split())
+    return quote if len(quote) <= 160 else quote[:157] + "..."
+
+
+def _also(*notes: str) -> str:
+    return "; ".join(filter(None, notes))
 
 
 def combine(decisions: list[Decision]) -> Decision:
     """Excluded by any fact is excluded (citing what excludes); else the facts' allowances,
-    citing every passage that decided a fact; else not stated."""
+    citing every passage that decided a fact; else not stated. A patient with several facts
+    may meet what a trial requires of one of them: that fact allows it on that condition."""
+    if len(decisions) > 1:
+        decisions = [
+            Decision("allows with conditions", d.chunks, _also("requires it", d.note))
+            if d.verdict == "requires"
+            else d
+            for d in decisions
+        ]
     order: tuple[VerdictWord, ...] = ("excludes", "allows with conditions", "requires", "allows")
     for verdict in order:
         deciding = [d for d in decisions if d.verdict == verdict]
@@ -152,16 +458,26 @@ def decide_topic(
         if _ALLOWED.search(chunk.text):
             return Decision("allows", (chunk,))
         return Decision("requires", (chunk,))
-    for chunk in exclusion:
-        return Decision("allows", (chunk,), "listed as allowed in an exclusion criterion")
+    for chunk in exclusion:  # carved back in: on the carve-out's terms
+        return Decision(
+            "allows with conditions", (chunk,), f'let in by "{_carve_quote(chunk.text)}"'
+        )
     return NOT_STATED
+
+
+def _carve_quote(text: str) -> str:
+    """The carve-out an exclusion makes, from its opening word, trimmed to a readable length."""
+    carve = _CARVE_OUT.search(text)
+    quote = " ".join(text[carve.start() if carve else 0 :].split())
+    return quote if len(quote) <= 160 else quote[:157] + "..."
 
 
 # Words that open an exclusion's carve-out: what follows them is allowed ("Autoimmune
 # diseases, but allow the following ...: type I diabetes", "other malignancies, except ...").
 _CARVE_OUT = re.compile(
     r"\b(?:allow(?:s|ed)?|permitted|acceptable|may\s+have|can\s+have|eligible|except(?:\s+for)?|"
-    r"excluding|other\s+than|with\s+the\s+exception\s+of|unless|can\s+enter|may\s+enter)\b",
+    r"excluding|other\s+than|with\s+the\s+exception\s+of|unless|can\s+enter|may\s+enter|"
+    r"(?:can|may|could)\s+be\s+(?:included|enrolled|eligible))\b",
     re.IGNORECASE,
 )
 _NOT_BEFORE = re.compile(r"\b(?:not|n't|never|no\s+longer)\s+(?:be\s+)?$", re.IGNORECASE)
@@ -172,8 +488,11 @@ def _carved_out(text: str, wanted: set[str]) -> bool:
     carve = _CARVE_OUT.search(text)
     if carve is None or _NOT_BEFORE.search(text[: carve.start()]):
         return False
-    first = next((m.start() for m in _WORD.finditer(text) if stem(m.group()) in wanted), None)
-    return first is not None and first > carve.start()
+    # the trait is named where most of its words are: "hypothyroidism" in the excluded list
+    # is not "hypothyroidism treated with a stable dose", which the carve-out lets in
+    before = {stem(m.group()) for m in _WORD.finditer(text, 0, carve.start())} & wanted
+    after = {stem(m.group()) for m in _WORD.finditer(text, carve.start())} & wanted
+    return len(after) > len(before) or (bool(after) and not before)
 
 
 _WORD = re.compile(r"[\w-]+")
@@ -299,9 +618,10 @@ def yes_no(verdict: VerdictWord, stance: Stance = "allows") -> str:
     """The first word of the answer to "can a patient with X join?", or to "would X rule
     them out?" (stance "excludes": yes means excluded)."""
     if verdict != "not stated" and stance == "excludes":
-        return {"excludes": "Yes", "allows with conditions": "Not if its conditions are met"}.get(
-            verdict, "No"
-        )
+        return {
+            "excludes": "Yes",
+            "allows with conditions": "No, not if its conditions are met",
+        }.get(verdict, "No")
     return {
         "allows": "Yes",
         "requires": "Yes",

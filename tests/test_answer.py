@@ -33,17 +33,50 @@ def test_which_trials_allow_prior_pd1_inhibitors(assistant: Assistant) -> None:
         "NCT04984096": ("requires", "NCT04984096/inclusion/5"),
         "T-ee5e47e5ae": ("excludes", "T-ee5e47e5ae/exclusion/1"),
         "T-01c13b784d": ("not stated", None),
-        "T-fcd9d254a2": ("not stated", None),
+        "T-fcd9d254a2": ("allows with conditions", "T-fcd9d254a2/inclusion/4"),
         "NCT03913182": ("not stated", None),
     }
-    assert (
-        answer.text.splitlines()[-1]
-        == "5 trials checked: 1 requires, 1 excludes, 3 do not state it"
+    lines = answer.text.splitlines()
+    # the washout is the condition, quoted
+    assert 'excluded only if "within 3 months"' in lines[3]
+    assert lines[-1] == (
+        "5 trials checked: 1 allows it with conditions, 1 requires, 1 excludes, 2 do not state it"
     )
-    assert {c.chunk_id for c in answer.citations} == {
-        "NCT04984096/inclusion/5",
-        "T-ee5e47e5ae/exclusion/1",
-    }
+    # the camrelizumab trial's own chemo-immunotherapy (inclusion 5) is not read as prior
+    # therapy; what excludes prior PD-1 is cited, its "no immunotherapy before" too
+    cited = {c.chunk_id for c in answer.citations}
+    assert {"T-ee5e47e5ae/exclusion/1", "T-ee5e47e5ae/inclusion/10"} <= cited
+    assert "T-ee5e47e5ae/inclusion/5" not in cited
+
+
+def test_a_patient_with_several_facts_gets_one_verdict_per_trial(assistant: Assistant) -> None:
+    answer = assistant.ask(
+        "Which trials could take a 70-year-old woman with ECOG 1 and controlled hepatitis B "
+        "who was previously on nivolumab?"
+    )
+    found = {v.trial_id: v for v in answer.verdicts}
+    # the camrelizumab trial excludes prior checkpoint inhibitors
+    assert found["T-ee5e47e5ae"].verdict == "excludes"
+    assert found["T-ee5e47e5ae"].criterion_id == "T-ee5e47e5ae/exclusion/1"
+    # APEC requires prior PD-1 treatment (with anlotinib): for her a condition, not a bar
+    assert found["NCT04984096"].verdict == "allows with conditions"
+    assert "requires it" in found["NCT04984096"].note
+    # hepatitis B is excluded only when active by the trial's viral-load definition
+    assert found["T-01c13b784d"].verdict == "allows with conditions"
+    assert "DNA ≥ 104" in found["T-01c13b784d"].note
+    # every fact counted: what a trial does not state is said
+    assert "1 of the facts not stated" in found["T-fcd9d254a2"].note
+
+
+def test_trials_a_patients_status_or_age_leaves_out_are_named(assistant: Assistant) -> None:
+    answer = assistant.ask(
+        "recruiting trials for a 79 year old man with ECOG 2 and treated stable brain metastases"
+    )
+    assert {v.trial_id for v in answer.verdicts} == {"T-fcd9d254a2", "NCT03913182"}
+    assert answer.text.splitlines()[-1] == (
+        "Left out by their record's fields: 3 trials: T-01c13b784d (status: not stated); "
+        "NCT04984096 (status: Unknown status); T-ee5e47e5ae (status: Not yet recruiting)"
+    )
 
 
 def test_which_trials_accept_ecog_2(assistant: Assistant) -> None:
@@ -197,8 +230,10 @@ def test_an_exclusion_carve_out_allows_what_it_names(assistant: Assistant) -> No
     # 004 exclusion 12: "Autoimmune diseases (such as: systemic lupus erythematosus, ...), but
     # allow the following diseases to enter the next step of screening: type I diabetes, ..."
     carved = assistant.ask("my patient has type 1 diabetes - can he join the camrelizumab trial?")
-    assert carved.text.startswith("Yes.")
+    # let in on the carve-out's terms ("to the next step of screening"), which are quoted
+    assert carved.text.startswith("Yes, with conditions.")
     assert [v.criterion_id for v in carved.verdicts] == ["T-ee5e47e5ae/exclusion/12"]
+    assert carved.verdicts[0].note.startswith('let in by "allow the following diseases')
     lupus = assistant.ask("can a patient with lupus join the camrelizumab trial?")
     assert lupus.text.startswith("No.")
     assert [v.criterion_id for v in lupus.verdicts] == ["T-ee5e47e5ae/exclusion/12"]

@@ -21,14 +21,17 @@ SET = Path(__file__).resolve().parents[1] / "eval" / "eligibility.jsonl"
 pytestmark = pytest.mark.skipif(
     not NSCLC.exists(), reason=f"{NSCLC} is absent: the labelled trials live beside the repo"
 )
-# Verdict accuracy per topic when the set was built (40 trials each), the floor CI holds.
+# Verdict accuracy per topic (40 trials each; a conditional verdict counts only when it cites
+# a criterion the labels give for its condition), the floor CI holds. When the set was built:
+# pd1 .40, egfr_alk .525, hepatitis .80, ild .475, autoimmune .85, thoracic_rt .275; with
+# typed criteria (rag.facts) as below. Issue 11 asks for 0.9 on every topic.
 FLOORS = {
-    "eligibility-pd1": 0.40,
-    "eligibility-egfr_alk": 0.52,
-    "eligibility-hepatitis": 0.77,
-    "eligibility-ild": 0.47,
-    "eligibility-autoimmune": 0.85,
-    "eligibility-thoracic_rt": 0.27,
+    "eligibility-pd1": 0.77,
+    "eligibility-egfr_alk": 0.92,
+    "eligibility-hepatitis": 0.80,
+    "eligibility-ild": 0.87,
+    "eligibility-autoimmune": 0.97,
+    "eligibility-thoracic_rt": 0.77,
 }
 
 

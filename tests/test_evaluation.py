@@ -132,6 +132,21 @@ def test_verdicts_are_scored_per_trial() -> None:
     outcome = score(case, answer, 5, 1.0)
     assert not outcome.correct
     assert outcome.verdict_accuracy == pytest.approx(2 / 3)
+    # the report shows where verdicts went: expected (rows) against given (columns)
+    report = evaluation.Report("s", "b", "i", 5, [outcome])
+    assert report.confusion() == {
+        "c": {
+            ("excludes", "excludes"): 1,
+            ("not stated", "allows"): 1,
+            ("not stated", "not stated"): 1,
+        }
+    }
+    markdown = report.to_markdown()
+    assert "### c: expected (rows) against given (columns)" in markdown
+    assert "| not stated | 1 | 0 | 0 | 0 | 1 |" in markdown  # given allows once, not stated once
+    assert {"expected": "not stated", "given": "allows", "n": 1} in report.to_json()["confusion"][
+        "c"
+    ]
 
 
 def test_trial_lists_must_match_exactly() -> None:

@@ -1,0 +1,243 @@
+"""Typed criteria (rag.facts): measured against hand-labelled real criteria, and the readings a
+verdict depends on, table by table. No model is needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag import evaluation, store
+from rag.citations import parse_verdicts
+from rag.cli import app
+from rag.facts import type_criterion
+from rag.llm.base import Passage
+from rag.types import Chunk
+from rag.understand import Patient, Question
+from rag.verdicts import check_verdict, decide_concepts
+from tests.conftest import CORPUS
+
+SET = Path(__file__).resolve().parents[1] / "eval" / "typed_criteria.jsonl"
+# Precision and recall on eval/typed_criteria.jsonl (a ratchet: raise them as the typing
+# improves; issue 11 asks for 0.9 on limits and 0.85 on concepts and directions). First
+# scored: concepts .78/.84, directions .63/.71, limits .875/.80.
+FLOORS = {
+    ("concepts", "precision"): 0.83,
+    ("concepts", "recall"): 0.88,
+    ("directions", "precision"): 0.79,
+    ("directions", "recall"): 0.84,
+    ("limits", "precision"): 0.96,
+    ("limits", "recall"): 0.88,
+}
+
+
+def test_the_labelled_set_holds_150_real_criteria_from_seeds_and_shared_data() -> None:
+    rows = [json.loads(line) for line in SET.read_text().splitlines()]
+    cases = [r for r in rows if "meta" not in r]
+    assert len(cases) >= 150
+    assert {c["from"] for c in cases} == {"seed", "shared"}
+    assert sum(bool(c["expected"]["exceptions"]) for c in cases) >= 15
+    assert sum(any(x["what"] == "washout" for x in c["expected"]["limits"]) for c in cases) >= 10
+
+
+def test_typed_facts_hold_their_precision_and_recall() -> None:
+    scores = evaluation.typed_scores(SET)
+    for (part, measure), floor in FLOORS.items():
+        assert scores[part][measure] >= floor, (part, measure, scores[part])
+
+
+def _mentions(section: str, text: str) -> set[tuple[str, str]]:
+    return {(m.concept, m.direction) for m in type_criterion("c", section, text).mentions}
+
+
+@pytest.mark.parametrize(
+    ("section", "text", "expected"),
+    [
+        # the section and a negation decide the direction
+        ("inclusion", "Documented EGFR exon 19 deletion or L858R mutation", {("egfr_mutation", "required")}),
+        ("inclusion", "EGFR, ALK gene wild type;", {("egfr_mutation", "excluded"), ("alk_rearrangement", "excluded")}),
+        ("exclusion", "NSCLC without known ALK rearrangements", {("alk_rearrangement", "required")}),
+        ("inclusion", "No prior EGFR TKI therapy", {("egfr_tki", "excluded")}),
+        ("exclusion", "Prior treatment with an anti-PD-1 or anti-PD-L1 antibody", {("pd1_pdl1", "excluded")}),
+        # the drug is a treatment, not the mutation it targets
+        ("exclusion", "Previous treatment with osimertinib", {("egfr_tki", "excluded")}),
+        # allowances and carve-outs let the concept in
+        ("inclusion", "Patients with treated, stable brain metastases are eligible", {("brain_metastases", "allowed")}),
+        ("inclusion", "Progression after platinum chemotherapy (with or without anti-PD-1 agents)", {("chemotherapy", "required"), ("pd1_pdl1", "allowed")}),
+        ("inclusion", "Patients who have received prior radiotherapy must have completed it 4 weeks before", {("radiotherapy", "allowed")}),
+        # 'not limited to' is no negation
+        ("exclusion", "Prior immunotherapy, including but not limited to anti-CTLA-4 antibodies", {("checkpoint_inhibitor", "excluded")}),
+        # the study's own drug is not a treatment the patient had
+        ("inclusion", "Women must use contraception until 5 months after the final dose of atezolizumab", set()),
+        # 'not progressed after X': X was had; a prohibition listed as an exclusion excludes
+        ("inclusion", "Patients who have not progressed after receiving 4 courses of chemotherapy", {("chemotherapy", "required")}),
+        ("exclusion", "Patient must not be pregnant or brest feeding.", {("pregnancy", "excluded"), ("breastfeeding", "excluded")}),
+        # a washout excludes only the recent; a treatment one may get is no history
+        ("inclusion", "At least 4 weeks since prior radiotherapy", {("radiotherapy", "excluded")}),
+        ("inclusion", "Not suitable for surgical resection", set()),
+        # 'non-infectious' names a kind of pneumonitis, not its absence
+        ("exclusion", "History of (non-infectious) pneumonitis that required steroids", {("pneumonitis", "excluded"), ("steroids_immunosuppressants", "excluded")}),
+    ],
+)  # fmt: skip
+def test_concepts_and_directions(section: str, text: str, expected: set[tuple[str, str]]) -> None:
+    assert _mentions(section, text) == expected
+
+
+def test_qualifiers_narrow_and_exceptions_carve_back() -> None:
+    typed = type_criterion(
+        "c",
+        "exclusion",
+        "Active autoimmune disease requiring systemic treatment in the past 2 years, except "
+        "vitiligo or hypothyroidism on replacement",
+    )
+    (mention,) = typed.mentions
+    assert mention.concept == "autoimmune_disease"
+    assert {"active", "requiring_treatment", "except"} <= {
+        q.split(":")[0] for q in mention.qualifiers
+    }
+    assert "requiring systemic treatment" in mention.condition
+    assert "except vitiligo or hypothyroidism on replacement" in mention.condition
+    text = "Untreated active hepatitis B (HBsAg positive and HBV DNA ≥ 500 IU/mL)"
+    hbv = type_criterion("c", "exclusion", text).mentions[0]
+    assert "DNA ≥ 500 IU/mL" in hbv.condition
+    # a carve-out narrows what its own clause excludes, not what an earlier clause does
+    hiv, autoimmune = type_criterion(
+        "c", "exclusion", "HIV; autoimmune disease except vitiligo"
+    ).mentions
+    assert "except" not in hiv.qualifiers and "except" in autoimmune.qualifiers
+    # a qualifier after a naming and past a list's "or" belongs to the later item
+    ild, pneumonitis = type_criterion(
+        "c", "exclusion", "History of pulmonary fibrosis, or evidence of active pneumonitis"
+    ).mentions
+    assert "active" not in ild.qualifiers and "active" in pneumonitis.qualifiers
+    # a treatment named for a lesion lets the patient in on the lesion's terms
+    (rt,) = type_criterion(
+        "c", "inclusion", "Sites treated by radiotherapy should not be considered measurable"
+    ).mentions
+    assert (rt.direction, "lesion" in rt.qualifiers) == ("allowed", True)
+
+
+@pytest.mark.parametrize(
+    ("section", "text", "expected"),
+    [
+        ("inclusion", "ECOG performance status 0-1", {("ecog", ">=", 0.0), ("ecog", "<=", 1.0)}),
+        ("inclusion", "ECOG performance status less than or equal to 2", {("ecog", ">=", 0.0), ("ecog", "<=", 2.0)}),
+        ("exclusion", "Platelets < 100 × 10^9/L", {("platelets", ">=", 100.0)}),
+        ("inclusion", "Platelet count greater than 100,000/mm3", {("platelets", ">", 100000.0)}),
+        ("inclusion", "Bilirubin no greater than 1.5 mg/dL", {("bilirubin", "<=", 1.5)}),
+        ("inclusion", "Aged 18-75 years", {("age", ">=", 18.0), ("age", "<=", 75.0)}),
+        ("inclusion", "Karnofsky 60-100%", {("karnofsky", ">=", 60.0), ("karnofsky", "<=", 100.0)}),
+        ("exclusion", "Chemotherapy within 4 weeks before the first dose", {("washout", ">=", 4.0)}),
+        # an excluded age read the eligible way round, its strictness kept
+        ("exclusion", "Age < 18 years", {("age", ">=", 18.0)}),
+        ("exclusion", "Aged 75 or older", {("age", "<", 75.0)}),
+        ("inclusion", "Age: 21 and under", {("age", "<=", 21.0)}),
+        # an operator wrapped over two lines; ECOG stays out of another field's numbers
+        ("inclusion", "Karnofsky greater\r\n   than or equal to 60 percent", {("karnofsky", ">=", 60.0)}),
+        ("inclusion", "Performance status: Not specified Hematopoietic: WBC greater than 3,500/mm3", {("wbc", ">", 3500.0)}),
+        ("inclusion", "No patients with a life expectancy of less than 12 weeks", {("life_expectancy", ">=", 12.0)}),
+        ("inclusion", "No chemotherapy within past 4 weeks", {("washout", ">=", 4.0)}),
+    ],
+)  # fmt: skip
+def test_numeric_limits_read_the_eligible_way_round(
+    section: str, text: str, expected: set[tuple[str, str, float]]
+) -> None:
+    assert {(x.what, x.op, x.value) for x in type_criterion("c", section, text).limits} == expected
+
+
+def _chunk(criterion_id: str, section: str, text: str) -> Chunk:
+    return Chunk(
+        id=criterion_id,
+        trial_id="NCT00000001",
+        kind="criterion",
+        section=section,
+        text=text,
+        embed_text=text,
+        title="A trial",
+        criterion_id=criterion_id,
+    )
+
+
+def _verdict(*criteria: tuple[str, str], topic: str) -> tuple[str, str]:
+    chunks = [_chunk(f"NCT00000001/{s}/{i}", s, t) for i, (s, t) in enumerate(criteria)]
+    typed = [type_criterion(c.criterion_id or "", c.section, c.text) for c in chunks]
+    from rag.facts import concepts_in, question_qualifiers
+
+    decision = decide_concepts(
+        [k for k, _ in concepts_in(topic)], question_qualifiers(topic), typed, chunks
+    )
+    return decision.verdict, decision.note
+
+
+@pytest.mark.parametrize(
+    ("criteria", "topic", "verdict"),
+    [
+        ([("exclusion", "Prior anti-PD-1 therapy")], "prior anti-PD-1 therapy", "excludes"),
+        ([("exclusion", "Immunotherapy within 3 weeks before the first dose")], "prior anti-PD-1 therapy", "allows with conditions"),
+        ([("inclusion", "Progression on prior anti-PD-1/PD-L1 therapy")], "prior anti-PD-1 therapy", "requires"),
+        ([("inclusion", "Treated, stable brain metastases are allowed"), ("exclusion", "Untreated or symptomatic brain metastases")], "brain metastases", "allows with conditions"),
+        ([("exclusion", "Active hepatitis B or C")], "active hepatitis B", "excludes"),
+        ([("exclusion", "Active hepatitis B or C")], "controlled hepatitis B", "allows with conditions"),
+        ([("exclusion", "Prior thoracic radiotherapy")], "radiotherapy to the chest", "excludes"),
+        ([("exclusion", "Radiotherapy to more than 30% of the bone marrow")], "radiotherapy to the chest", "allows with conditions"),
+        ([("inclusion", "Documented EGFR mutation"), ("exclusion", "EGFR T790M mutation")], "an EGFR mutation", "requires"),
+        ([("inclusion", "Adequate organ function")], "HIV", "not stated"),
+    ],
+)  # fmt: skip
+def test_verdicts_from_typed_criteria(
+    criteria: list[tuple[str, str]], topic: str, verdict: str
+) -> None:
+    assert _verdict(*criteria, topic=topic)[0] == verdict
+
+
+def test_a_conditional_verdict_quotes_its_condition() -> None:
+    verdict, note = _verdict(
+        ("exclusion", "Immunotherapy within 3 weeks before the first dose"),
+        topic="prior anti-PD-1 therapy",
+    )
+    assert verdict == "allows with conditions"
+    assert 'excluded only if "within 3 weeks' in note
+
+
+def test_a_verdict_its_cited_criterion_contradicts_is_set_aside() -> None:
+    """What an LLM backend writes is checked against the typed facts of what it cites."""
+    chunk = _chunk("NCT00000001/inclusion/1", "inclusion", "Progression on prior nivolumab")
+    typed = {chunk.criterion_id or "": type_criterion(chunk.id, "inclusion", chunk.text)}
+    question = Question(text="q", kind="scan", topic="prior anti-PD-1 therapy", patient=Patient())
+    check = check_verdict(question, {"nivolumab", "pd-1"}, typed)
+    trials = [{"id": "NCT00000001", "name": "A trial"}]
+    passages = (Passage(1, chunk),)
+    (wrong,) = parse_verdicts("NCT00000001: excludes [1]", trials, passages, check)
+    assert wrong.verdict == "not stated"
+    assert "inclusion/1 has it required, not excludes" in wrong.note
+    (right,) = parse_verdicts("NCT00000001: requires [1]", trials, passages, check)
+    assert right.verdict == "requires"
+
+
+def test_the_index_stores_typed_criteria(seed_index: store.Index) -> None:
+    stored = (seed_index.path / "facts.jsonl").read_text().splitlines()
+    assert len(stored) == len(seed_index.trials)
+    assert seed_index.manifest["facts"] >= 1
+    trial = next(t for t in seed_index.trials.values() if t.criteria)
+    assert seed_index.facts[trial.id] == tuple(
+        type_criterion(c.id, c.section, c.text)
+        for c in trial.criteria
+        if type_criterion(c.id, c.section, c.text).mentions
+        or type_criterion(c.id, c.section, c.text).limits
+    )
+
+
+def test_ingest_json_exports_the_typed_criteria() -> None:
+    result = CliRunner().invoke(app, ["ingest", str(CORPUS), "--json"])
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    typed = [t for row in rows for t in row["typed"]]
+    assert typed, "the seed pages' criteria give typed facts"
+    by_id = {c["id"]: c for row in rows for c in row["criteria"]}
+    for fact in typed:
+        criterion = by_id[fact["criterion_id"]]
+        for mention in fact["mentions"]:
+            start, end = mention["span"]
+            assert criterion["text"][start:end].strip(), mention
