@@ -828,7 +828,10 @@ def _scan_lead(q: Question, verdicts: tuple[Verdict, ...]) -> str:
 
 def _left_out(q: Question, trials: Iterable[Trial], checked: set[str]) -> str:
     """The trials a patient's status, sex or age leaves out, said rather than dropped."""
-    out = [(t.id, why) for t in trials if t.id not in checked and (why := q.filters.left_out(t))]
+    f = q.filters
+    if f.status is None and f.sex is None and f.age is None:
+        return ""
+    out = [(t.id, why) for t in trials if t.id not in checked and (why := f.left_out(t))]
     if not out:
         return ""
     shown = "; ".join(f"{tid} ({why})" for tid, why in out[:MAX_LEFT_OUT])

@@ -386,6 +386,12 @@ def _assistant(
     from rag.llm.base import get_backend
 
     index = store.load(name)
+    if not index.facts and index.trials:
+        typer.echo(
+            f"note: index {name!r} holds no typed criteria of this rag's rules; eligibility "
+            f"questions type them as they go (run `rag index` on its records to store them)",
+            err=True,
+        )
     return Assistant(
         index, SentenceEmbedder(index.model), get_backend(backend, **(options or {})), k=k
     )

@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 2  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 3  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
@@ -101,10 +101,12 @@ CONCEPTS: dict[str, str] = {
         r"ros[-\s]?1|kras|braf|\bmet\b (?:exon|amplification|mutation)|\bret\b|her[-\s]?2 "
         r"(?:mutation|amplification|exon)|ntrk|driver (?:gene|mutation|oncogene)s?"
     ),
-    "pdl1_expression": r"pd[-\s]?l1 (?:expression|tps|tumou?r proportion|positive|status|≥|>=)",
+    "pdl1_expression": (
+        r"pd[-\s]?l1[-\s](?:expression|tps|tumou?r proportion|positive|status|≥|>=)"
+    ),
     "brain_metastases": (
         r"(?:brain|cns|central nervous system|cerebral|intracranial)\s+(?:and/or\s+\w+\s+)?"
-        r"(?:metasta\w*|lesions?|tumou?rs?|involvement|mets)|"
+        r"(?:metasta\w*|lesions?|tumou?rs?|involvement|mets?)|"
         r"(?<!\bor\s)(?<!,\s)(?:brain|cns|central nervous system|intracranial)\s+disease|"
         r"metasta\w* (?:to|in|of) the (?:brain|cns|central nervous system)|"
         r"(?:spots?|lesions?|tumou?rs?|mets|deposits?|growths?|spread\w*)\s+(?:in|on|to|into)\s+"
@@ -114,10 +116,12 @@ CONCEPTS: dict[str, str] = {
     ),
     "hiv": r"\bhiv\b|human immunodeficiency virus|\baids\b",
     "hepatitis_b": (
-        r"hepatitis\s*b(?:\s*(?:or|/|and)\s*c)?\b(?!\s+(?:surface\s+antibod|vaccin|immun))|"
+        r"hepatitis\s*b(?:\s*(?:and/or|or|/|and)\s*c)?\b(?!\s+(?:surface\s+antibod|vaccin|immun))|"
         r"\bhbv\b|hbsag|hbv[-\s]?dna"
     ),
-    "hepatitis_c": r"hepatitis\s*c\b|\bhcv\b|hcv[-\s]?rna|hepatitis b/c|hepatitis b or c",
+    "hepatitis_c": (
+        r"hepatitis\s*c\b|\bhcv\b|hcv[-\s]?rna|hepatitis\s*b\s*(?:and/or|or|/|and)\s*c\b"
+    ),
     "tuberculosis": r"tubercul\w*|\btb\b",
     "infection": r"(?:active|uncontrolled|serious|severe|systemic)\s+(?:\w+\s+)?infections?",
     "pregnancy": r"pregnan\w*",
@@ -321,7 +325,7 @@ _ALLOW = re.compile(
     r"\b(?:(?:is|are|will\s+be|be)\s+)?(?:allowed|permitted|permissible|acceptable|eligible|"
     r"accepted)\b(?!\s+(?:for|to)\b)|"
     r"\b(?:may|can|could)\s+(?:be\s+)?(?:enrolled|included|enroll|enter|participate|considered|"
-    r"have\s+received|have\s+had|be\s+eligible)|\bare\s+not\s+excluded\b|\bregardless\b",
+    r"have\s+received|have\s+had|be\s+eligible)|\bare\s+not\s+excluded\b",
     re.IGNORECASE,
 )
 _NOT_ALLOWED = re.compile(
@@ -337,10 +341,10 @@ _NEG_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _TEST_FOR = re.compile(r"(?i)\s*tests?\b")
-_CIRCUMSTANCE = re.compile(r"(?i)\b(?:after|following|despite)\b")
+_CIRCUMSTANCE = re.compile(r"(?i)\b(?:after|following|despite|recover\w*|swallow\w*)\b|[,;]")
 _NEG_AFTER = re.compile(
     r"^(?:[-\s]*(?:\w+\s+){0,5}?)(?:negative|wild[-\s]?type|naive|naïve|free\b|"
-    r"(?:is|are|was|were)\s+not\s+(?:present|detected|found|allowed))|^\s*\(?-\)?(?!\w)",
+    r"(?:is|are|was|were)\s+not\s+(?:present|detected|found))|^\s*\(?-\)?(?!\w)",
     re.IGNORECASE,
 )
 _NAIVE_BEFORE = re.compile(
@@ -357,9 +361,12 @@ QUALIFIERS: dict[str, str] = {
     "symptomatic": (
         r"\bsymptomatic\b|\bprogressi(?:ve|ng)\b|"
         r"(?<!n't\s)(?<!not\s)(?<!no\s)\b(?:with|caus\w*|produc\w*|giving|having|showing)\s+"
-        r"(?:(?!no\b|any\b)\w+\s+)?symptoms\b"
+        r"(?:(?!no\b|any\b)\w+\s+)?(?:symptoms|seizures?|headaches?|neurologic\w*\s+\w+)\b"
     ),
-    "uncontrolled": r"\buncontrolled\b|\bunstable\b|\bnot\s+(?:well\s+)?controlled\b",
+    "uncontrolled": (
+        r"\buncontrolled\b|\bunstable\b|\bnot\s+(?:well\s+)?controlled\b|"
+        r"\b(?:keep\w*\s+|still\s+)?(?:enlarg|grow)ing\b|\bgetting\s+(?:bigger|larger)\b"
+    ),
     "requiring_treatment": (
         r"\brequir\w*\s+(?:\w+\s+){0,3}?(?:treatment|therapy|steroids?|corticosteroids?|"
         r"glucocorticoids?|immunosuppress\w*|antiviral|intervention|hospitali[sz]ation)|"
@@ -399,7 +406,8 @@ QUALIFIERS: dict[str, str] = {
     ),
     "discretion": r"\bdiscretion\b|\binvestigator(?:'s)?\s+(?:judg\w*|opinion|decision)",
     "site": (
-        r"\boutside\s+(?:of\s+)?(?:the\s+)?(?:chest|thora\w*)(?:\s+region)?|"
+        r"\boutside\s+(?:of\s+)?(?:the\s+)?(?:chest|thora\w*)(?:\s+region)?|\boverlap\w*|"
+        r"\b(?:same|previously\s+irradiated)\s+(?:region|field|area|site)s?\b|"
         r"\b(?:thoracic|chest|lung|pulmonary|mediastin\w*|ipsilateral|whole[-\s]brain|brain|"
         r"bones?|spine|spinal|pelvi\w*|extremit\w*|"
         r"wide[-\s]field|extended[-\s]field|limited[-\s]field|palliative|> ?\d+% of (?:the )?"
@@ -571,6 +579,9 @@ def _mentions(
 ) -> Iterator[Mention]:
     seen: set[str] = set()
     found = sorted(concepts_in(text), key=lambda x: x[1])
+    outside = text
+    for a, b in exceptions:
+        outside = outside[:a] + " " * (b - a) + outside[b:]
     for (concept, span), negated in zip(found, _negations(text, found), strict=True):
         start, end = _near(text, span)
         clause_before = text[start : span[0]]
@@ -613,8 +624,10 @@ def _mentions(
             allowed = True  # named in an inclusion without being asked for: a condition on it
         if carved:
             direction: Direction = "allowed"
-        elif allowed and not (negated and section == "inclusion"):
-            direction = "allowed"
+        elif _NOT_ALLOWED.search(aside):
+            direction = "excluded"  # "prior anti-PD-1 therapy is not allowed", either section
+        elif allowed:  # "patients without active infection are eligible": infection is not
+            direction = "excluded" if negated else "allowed"
         elif section == "exclusion":  # "must not be pregnant" listed as an exclusion
             prohibited = negated and _PROHIBIT.search(clause_before[-60:])
             direction = "required" if negated and not prohibited else "excluded"
@@ -629,7 +642,11 @@ def _mentions(
         ]
         near_start = max([start, *(o[1] for o in apart if o[1] <= span[0])])
         near_end = min([end, *(o[0] for o in apart if o[0] >= span[1])])
-        qualifiers, words = _qualifiers(text, near_start, near_end, span, concept)
+        if carved:  # a carve-out's words are its own, and not the exclusion's
+            a, b = next((a, b) for a, b in exceptions if a <= span[0] < b)
+            near_start, near_end = max(near_start, a), min(near_end, b)
+        read = text if carved else outside
+        qualifiers, words = _qualifiers(read, near_start, near_end, span, concept)
         washout = section == "inclusion" and concept in TREATMENTS and _ELAPSED.search(clause)
         if washout and not negated and any(q.startswith("within") for q in qualifiers):
             direction = "excluded"  # "at least 4 weeks since prior radiotherapy": only if recent
@@ -723,7 +740,7 @@ def question_qualifiers(topic: str) -> frozenset[str]:
     """The qualifiers an asked trait carries ("active hepatitis B": active; "radiotherapy to
     the chest": thoracic), named as the mentions' qualifiers are, and how long ago it was
     ("chemo 6 weeks ago": "ago: 6.0" in weeks)."""
-    names, _ = _qualifiers(topic, 0, len(topic), (0, 0))
+    names, _ = _qualifiers(topic, 0, len(topic), (len(topic), len(topic)))
     out = {n.partition(": ")[0] for n in names}
     if re.search(r"(?i)\b(?:chest|thora\w*|lung|mediastin\w*)\b", topic):
         out.add("thoracic")
@@ -733,9 +750,20 @@ def question_qualifiers(topic: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def elapsed(text: str) -> frozenset[str]:
+    """How long ago the one treatment time a whole question gives was ("last chemo 6 weeks
+    ago. Can he join?"), named as question_qualifiers names it; nothing when it gives none or
+    several."""
+    found = list(_AGO.finditer(text))
+    if len(found) != 1:
+        return frozenset()
+    return frozenset({f"ago: {_weeks(found[0].group('n'), found[0].group('unit')):g}"})
+
+
 _AGO = re.compile(
     r"(?i)\b(?P<n>\d+(?:\.\d+)?|a|an|one|two|three|four|five|six|eight|twelve)\s*"
-    r"(?P<unit>days?|weeks?|wks?|months?|mos?|years?|yrs?)\s+(?:ago|back)\b"
+    r"(?P<unit>days?|weeks?|wks?|months?|mos?|years?|yrs?)\s+(?:ago|back|before\s+(?:the\s+)?"
+    r"(?:planned\s+|intended\s+)?(?:treatment|enrol\w*|start|screening|study|trial|entry))\b"
 )
 _WINDOW = re.compile(
     r"(?i)(?P<n>\d+(?:\.\d+)?|one|two|three|four|five|six|eight|twelve)\s*(?:-|to)?\s*"
@@ -792,12 +820,17 @@ _OPS: tuple[tuple[str, str], ...] = (
     (r">|\\>|greater than|more than|higher than|above|over|exceeds?|exceeding", ">"),
     (r"<|\\<|less than|lower than|below|under", "<"),
 )  # fmt: skip
+
+
+def _words_bounded(form: str) -> str:
+    """An operator's alternatives, its worded ones as whole words over any spacing ("over"
+    is not the end of "recovered")."""
+    spaced = (alt.replace(" ", r"\s+") for alt in form.split("|"))
+    return "|".join(rf"\b{alt}\b" if alt[0].isalpha() else alt for alt in spaced)
+
+
 _OP = re.compile(
-    "|".join(
-        "(?P<o%d>%s)" % (i, form.replace(" ", r"\s+"))  # noqa: UP031 - a regex of braces
-        for i, (form, _) in enumerate(_OPS)
-    ),
-    re.I,
+    "|".join(f"(?P<o{i}>{_words_bounded(form)})" for i, (form, _) in enumerate(_OPS)), re.I
 )
 _NUM = r"(\d{1,3}(?:,\d{3})+(?!\d)|\d+(?:[.,]\d+)?)"
 _UNIT = re.compile(

@@ -204,8 +204,8 @@ def load(
 
 
 def _read_facts(path: Path, manifest: dict[str, Any]) -> dict[str, tuple[Typed, ...]]:
-    """The stored typed criteria, when the rules that typed them are this rag's (else the
-    Index types its trials again as it loads)."""
+    """The stored typed criteria, when the rules that typed them are this rag's (else each
+    trial is typed again when a question first reads it)."""
     if manifest.get("facts") != FACTS_VERSION or not (path / "facts.jsonl").exists():
         return {}
     facts: dict[str, tuple[Typed, ...]] = {}

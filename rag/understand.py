@@ -464,7 +464,8 @@ _EXISTS = re.compile(
 _YES_NO = re.compile(
     r"^\s*(?:and\s+|so\s+|also\s+|but\s+|then\s+|ok\s+|okay\s+)?(?:can|could|may|might|is|are|am|"
     r"does|do|did|would|will|should|has|have|was|were|isn't|aren't|doesn't|don't|won't|"
-    r"wouldn't|can't|couldn't)\b",
+    r"wouldn't|can't|couldn't)\b|^\s*(?:ok|okay|fine|safe|acceptable|allowed|eligible)\s+"
+    r"(?:to|for|per|under|by)\b|^\s*(?:ok|okay|fine|acceptable|allowed|eligible)\s*\?",
     re.IGNORECASE,
 )
 _WH = re.compile(
@@ -1505,7 +1506,7 @@ def _trial_question(
         eligible = False  # "which sexes can take part?", "can patients sign up yet?": a field
     asks_yes_no = _asks_yes_no(text, rest)
     there = re.match(r"^\s*(?:is|are)\s+there\b", _last_sentence(text), re.I)
-    has_criterion = _HAS_CRITERION.search(rest)
+    has_criterion = _HAS_CRITERION.search(_last_sentence(rest))  # asked, not in the context
     kind: Kind
     if len(named) > 1:
         kind = "compare"
@@ -1757,14 +1758,14 @@ _TOPIC_FRAME = FRAME | frozenset(
     mentions anything something situation case okay ok fine possible able allowed join joining
     entering enrolling enrolment participate participating part qualifies qualified sign
     apply s high low much long big enough new still central contact person responsible party
-    main ago because reason due some years months weeks days meet meets met satisfy satisfies
+    main ago because reason due some years months weeks days meet meets satisfy satisfies
     fulfil fulfill fulfils fulfills requirement requirements criteria acceptable ok okay fine
     possible eligible please things thing already yet sign up register apply open yes today now
     tomorrow currently too old young older younger based spring summer autumn winter season
     turned turning screening screened spell spells spelled spelt out minimum maximum
     least stop stops stopped prevent prevents getting female male woman man lady gentleman
     age ages aged cutoff cutoffs limit limits given doctor doctors
-    oncologist calls called fully hi hello hey thanks""".split()
+    oncologist calls called fully hi hello hey thanks right""".split()
 )
 _TOPIC_WORD = re.compile(r"[^\W_][\w'+/.^×≥≤<>=-]*")
 _PART_SPLIT = re.compile(

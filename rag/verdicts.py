@@ -32,6 +32,7 @@ from rag.facts import (
     Mention,
     Typed,
     concepts_in,
+    elapsed,
     question_qualifiers,
     window_weeks,
 )
@@ -120,12 +121,42 @@ def _facts(
         yield decide_ecog(patient.ecog, chunks)
     for lab in patient.labs:
         yield decide_lab(lab, chunks)
+    loose = _loose_qualifiers(question)
     for topic in patient.conditions or ((question.topic,) if question.topic else ()):
         concepts = trait_concepts(topic)
         if concepts:
-            yield decide_concepts(concepts, question_qualifiers(topic), typed, chunks)
-        else:
+            yield decide_concepts(concepts, question_qualifiers(topic) | loose, typed, chunks)
+        elif not _only_qualifies(topic):
             yield decide_topic(topic_terms(topic), chunks, frozenset(_NUMBERS.findall(topic)))
+
+
+def _loose_qualifiers(question: Question) -> frozenset[str]:
+    """What the parts of a patient's description that name no trait say of the ones that do
+    ("spread to her brain, and the lesion is giving her seizures": symptomatic), and how long
+    ago the one treatment time the question gives was, wherever it stands."""
+    conditions = question.patient.conditions
+    loose = {q for c in conditions if _only_qualifies(c) for q in question_qualifiers(c)}
+    return frozenset(loose) | elapsed(question.text)
+
+
+def _only_qualifies(topic: str) -> bool:
+    """Does a part of the description only say how a trait is, naming none ("the lesion is
+    giving her seizures", "bad headaches"; not "hypothyroidism on a stable dose")?"""
+    if trait_concepts(topic) or not question_qualifiers(topic) & _HOW:
+        return False
+    return not set(tokenize(topic)) - GENERIC - _HOW_WORDS
+
+
+_HOW_WORDS = frozenset(
+    """lesion lesions spot spots it its is are was were be been giving causing having with her
+    his their my bad severe mild any no symptoms symptom symptomatic asymptomatic seizures
+    seizure headaches headache stable controlled uncontrolled treated untreated active
+    enlarging growing now still""".split()
+)
+
+
+# Qualifiers that say how a trait is, carried from a part naming none to those naming one.
+_HOW = frozenset({"active", "untreated", "symptomatic", "uncontrolled", "treated"})
 
 
 def decide_concepts(
@@ -172,7 +203,8 @@ def traits(question: Question) -> list[tuple[tuple[str, ...], frozenset[str]]]:
 def trait_concepts(topic: str) -> tuple[str, ...]:
     """The concepts a trait names; a condition's treatment ("ILD that needed steroids",
     "brain metastases treated with radiotherapy") describes it and is no trait of its own."""
-    concepts = list(dict.fromkeys(key for key, _ in concepts_in(topic)))
+    # a question's compounds are its words: "prior-chemotherapy" asks about chemotherapy
+    concepts = list(dict.fromkeys(key for key, _ in concepts_in(topic.replace("-", " "))))
     conditions = [c for c in concepts if c not in TREATMENTS | {"steroids_immunosuppressants"}]
     return tuple(conditions or concepts)
 
@@ -184,8 +216,9 @@ def check_verdict(
     not: it speaks to the topic (the trial's card, a criterion naming the topic's words or
     typed with its concepts), and where its typed facts name a trait's concept, they go the
     verdict's way (an "excludes" citing an inclusion that requires the trait is set aside)."""
+    loose = _loose_qualifiers(question)
     asked_traits = [
-        ({*concepts, *(a for c in concepts for a in _ancestors(c))}, asked)
+        ({*concepts, *(a for c in concepts for a in _ancestors(c))}, asked | loose)
         for concepts, asked in traits(question)
     ]
     wanted = {stem(t) for t in terms}
@@ -327,13 +360,13 @@ def _decide_concept(
         note = "; ".join(filter(None, [*conditions, also]))
         return Decision("requires", _cited(required + outright + narrowed), note)
     timed = [(m, c) for m, c in outright if _inside_window(m, asked)]
-    if timed or (outright and not (required or allowed)):
+    if timed or (outright and not allowed):
         # a washout the patient is still inside excludes, whatever allows the treatment
         return Decision("excludes", _cited(timed or outright), "")
     if outright:
-        pulls = _cited(outright + required + allowed)
+        pulls = _cited(outright + allowed)
         note = f"criteria pull different ways: {_where_ids(outright)} exclude it, " + (
-            f"{_where_ids(required + allowed)} take it"
+            f"{_where_ids(allowed)} take it"
         )
         return Decision("allows with conditions", pulls, note)
     if narrowed or any(_narrowing(m, asked) or c.section == "exclusion" for m, c in allowed):
@@ -350,7 +383,11 @@ def _beside(mention: Mention, asked: frozenset[str]) -> bool:
     sites = {q.partition(": ")[2] for q in mention.qualifiers if q.startswith("site: ")}
     if "thoracic" not in asked or not sites or mention.direction == "excluded":
         return False
-    return not any(_SITES.get(site) == "thoracic" for site in sites)
+    return all(_ELSEWHERE.search(site) for site in sites)
+
+
+# Sites that are not the chest ("palliative" or "wide-field" say how, not where).
+_ELSEWHERE = re.compile(r"brain|bones?$|spin|pelvi|extremit|outside")
 
 
 def _broader(mention: Mention, parent: bool, criterion: Typed) -> Mention | None:
@@ -392,7 +429,7 @@ def _condition(mention: Mention, chunk: Chunk) -> str:
 
 def _quote(text: str, span: tuple[int, int]) -> str:
     """The carve-out clause holding the span, trimmed to a readable length."""
-    start = max(text.rfind(";", 0, span[0]) + 1, 0)
+    start = text.rfind(";", 0, span[0]) + 1
     cue = _CARVE_OUT.search(text, start, span[0] + 1)
     start = cue.start() if cue else start
     end = text.find(";", span[1])

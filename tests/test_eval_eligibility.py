@@ -31,7 +31,7 @@ FLOORS = {
     "eligibility-hepatitis": 0.80,
     "eligibility-ild": 0.87,
     "eligibility-autoimmune": 0.97,
-    "eligibility-thoracic_rt": 0.77,
+    "eligibility-thoracic_rt": 0.82,
 }
 
 
