@@ -152,6 +152,12 @@ BLIND_MISSES = {
     "d24": "life expectancy: a tie with an other-malignancy exclusion ('5-year survival rate')",
     "d25": "trials listed by their drugs to be compared are read as one trial named",
     "d28": "a 6 cm lesion against 'less than 5 cm': sizes are not compared with criteria",
+    "e23": "'OK to enroll re: prior chemo criterion?' takes 're: prior chemo' as the topic",
+    "e31": "a viral load is not compared with the exclusion's definition of active hepatitis B",
+    "e32": "a viral load is not compared with the exclusion's definition of active hepatitis B",
+    "e33": "a viral load is not compared with the exclusion's definition of active hepatitis B",
+    "e34": "a viral load is not compared with the exclusion's definition of active hepatitis B",
+    "e35": "a viral load is not compared with the exclusion's definition of active hepatitis B",
 }
 
 
@@ -160,7 +166,7 @@ def test_blind_set_holds_its_thresholds(
 ) -> None:
     """eval/blind.jsonl: questions and answers helpers wrote from the pages alone."""
     blind = evaluation.load_set(str(BLIND_SET))
-    assert len(blind.questions) == 140
+    assert len(blind.questions) == 155
     assistant = Assistant(seed_index, embedder, get_backend("extractive"))
     report = evaluation.run(blind, assistant, backend="extractive", index="default")
     wrong = {
