@@ -117,10 +117,11 @@ CONCEPTS: dict[str, str] = {
     "hiv": r"\bhiv\b|human immunodeficiency virus|\baids\b",
     "hepatitis_b": (
         r"hepatitis\s*b(?:\s*(?:and/or|or|/|and)\s*c)?\b(?!\s+(?:surface\s+antibod|vaccin|immun))|"
-        r"\bhbv\b|hbsag|hbv[-\s]?dna"
+        r"\bhbv\b|hbsag|hbv[-\s]?dna|\bhep\.?\s*b\b"
     ),
     "hepatitis_c": (
-        r"hepatitis\s*c\b|\bhcv\b|hcv[-\s]?rna|hepatitis\s*b\s*(?:and/or|or|/|and)\s*c\b"
+        r"hepatitis\s*c\b|\bhcv\b|hcv[-\s]?rna|hepatitis\s*b\s*(?:and/or|or|/|and)\s*c\b|"
+        r"\bhep\.?\s*c\b"
     ),
     "tuberculosis": r"tubercul\w*|\btb\b",
     "infection": r"(?:active|uncontrolled|serious|severe|systemic)\s+(?:\w+\s+)?infections?",
@@ -748,6 +749,25 @@ def question_qualifiers(topic: str) -> frozenset[str]:
     if ago:
         out.add(f"ago: {_weeks(ago.group('n'), ago.group('unit')):g}")
     return frozenset(out)
+
+
+def viral_loads(text: str) -> list[tuple[float, str]]:
+    """Viral loads a text states, with their unit ("HBV-DNA 3500 IU/mL" -> (3500, "iu");
+    "≥ 10^4 copies/ml" and "104 copies/ml", a superscript lost in copying, -> (10000, "copies"))."""
+    out = []
+    for m in _LOAD.finditer(text):
+        raw, power = m.group("n").replace(",", ""), m.group("p")
+        value = float(raw) * 10 ** int(power) if power else float(raw)
+        if not power and re.fullmatch(r"10[1-9]", raw) and m.group("u").lower().startswith("cop"):
+            value = 10.0 ** int(raw[2])  # "104 copies" is 10^4 copies
+        out.append((value, "iu" if m.group("u").lower().startswith("iu") else "copies"))
+    return out
+
+
+_LOAD = re.compile(
+    r"(?i)(?<![\d.])(?P<n>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(?:[×x*]\s*10\s*\^?\s*(?P<p>\d))?\s*"
+    r"(?P<u>iu|cop(?:y|ies)(?:\s+numbers?)?)\s*/\s*m?l\b"
+)
 
 
 def elapsed(text: str) -> frozenset[str]:

@@ -1588,6 +1588,7 @@ _ASKS_VALUE = re.compile(
 )
 _BARE_VALUE = re.compile(
     r"\b(?:interventional|observational|recruiting|enrolling|open|closed|accepted|ok|okay|allowed|"
+    r"excluded|ruled\s+out|"
     r"yet|still|randomi[sz]ed|blinded|phase\s*\w+|(?:eligible|qualif\w*)(?=(?:\s+(?:by|on|for|as\s+to)\s+\w+)?\s*\?))\b",
     re.IGNORECASE,
 )

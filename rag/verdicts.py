@@ -34,6 +34,7 @@ from rag.facts import (
     concepts_in,
     elapsed,
     question_qualifiers,
+    viral_loads,
     window_weeks,
 )
 from rag.lexical import (
@@ -136,7 +137,8 @@ def _loose_qualifiers(question: Question) -> frozenset[str]:
     ago the one treatment time the question gives was, wherever it stands."""
     conditions = question.patient.conditions
     loose = {q for c in conditions if _only_qualifies(c) for q in question_qualifiers(c)}
-    return frozenset(loose) | elapsed(question.text)
+    loads = {f"load: {value:g} {unit}" for value, unit in viral_loads(question.text)}
+    return frozenset(loose | loads) | elapsed(question.text)
 
 
 def _only_qualifies(topic: str) -> bool:
@@ -228,7 +230,7 @@ def check_verdict(
             return ""
         found = typed.get(chunk.criterion_id or "")
         directions = {
-            "narrowed" if m.direction == "excluded" and _narrowing(m, asked) else m.direction
+            "narrowed" if m.direction == "excluded" and not _holds(m, chunk, asked) else m.direction
             for related, asked in asked_traits
             for m in (found.mentions if found else ())
             if m.concept in related
@@ -285,6 +287,24 @@ def _narrowing(mention: Mention, asked: frozenset[str]) -> bool:
         if name not in asked:
             return True
     return False
+
+
+def _holds(mention: Mention, chunk: Chunk, asked: frozenset[str]) -> bool:
+    """Does an exclusion hold for the patient asked about: a viral load they give against the
+    load that defines what is excluded ("active hepatitis B (HBV-DNA >= 2000 IU/mL)": 3500
+    IU/mL is, 500 is not), else its qualifiers against theirs (see _narrowing)."""
+    theirs = [a.partition(": ")[2].split() for a in asked if a.startswith("load: ")]
+    if theirs and "defined" in mention.qualifiers:
+        limits = viral_loads(chunk.text)
+        compared = [
+            float(value) >= limit
+            for value, unit in theirs
+            for limit, limit_unit in limits
+            if unit == limit_unit
+        ]
+        if compared:
+            return any(compared)
+    return not _narrowing(mention, asked)
 
 
 def _inside_window(mention: Mention, asked: frozenset[str]) -> bool:
@@ -348,9 +368,9 @@ def _decide_concept(
     found += wider
     if not found:
         return NOT_STATED
-    outright = [(m, c) for m, c in found if m.direction == "excluded" and not _narrowing(m, asked)]
+    outright = [(m, c) for m, c in found if m.direction == "excluded" and _holds(m, c, asked)]
     required = [(m, c) for m, c in found if m.direction == "required"]
-    narrowed = [(m, c) for m, c in found if m.direction == "excluded" and _narrowing(m, asked)]
+    narrowed = [(m, c) for m, c in found if m.direction == "excluded" and not _holds(m, c, asked)]
     allowed = [(m, c) for m, c in found if m.direction == "allowed"]
     conditions = list(
         dict.fromkeys(filter(None, (_condition(m, c) for m, c in narrowed + allowed)))

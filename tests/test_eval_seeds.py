@@ -153,11 +153,8 @@ BLIND_MISSES = {
     "d25": "trials listed by their drugs to be compared are read as one trial named",
     "d28": "a 6 cm lesion against 'less than 5 cm': sizes are not compared with criteria",
     "e23": "'OK to enroll re: prior chemo criterion?' takes 're: prior chemo' as the topic",
-    "e31": "a viral load is not compared with the exclusion's definition of active hepatitis B",
-    "e32": "a viral load is not compared with the exclusion's definition of active hepatitis B",
-    "e33": "a viral load is not compared with the exclusion's definition of active hepatitis B",
-    "e34": "a viral load is not compared with the exclusion's definition of active hepatitis B",
-    "e35": "a viral load is not compared with the exclusion's definition of active hepatitis B",
+    "e31": "'does that count as active hepatitis B' is read as a value to check, not the trait",
+    "e34": "'does this meet the definition of active hepatitis B' is read as a value to check",
 }
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from rag import evaluation, store
 from rag.citations import parse_verdicts
 from rag.cli import app
-from rag.facts import type_criterion
+from rag.facts import type_criterion, viral_loads
 from rag.llm.base import Passage
 from rag.types import Chunk
 from rag.understand import Patient, Question
@@ -160,6 +160,19 @@ def test_numeric_limits_read_the_eligible_way_round(
     section: str, text: str, expected: set[tuple[str, str, float]]
 ) -> None:
     assert {(x.what, x.op, x.value) for x in type_criterion("c", section, text).limits} == expected
+
+
+def test_viral_loads_are_read_with_their_unit() -> None:
+    # "104 copy number / ml" is 10^4 with its superscript lost in copying
+    assert viral_loads("HBV-DNA ≥ 104 copy number / ml or 2000 IU / ml") == [
+        (10000.0, "copies"),
+        (2000.0, "iu"),
+    ]
+    assert viral_loads("HBV-DNA 3500 IU/mL, 50,000 copies/ml, 1 × 10^4 copies/mL") == [
+        (3500.0, "iu"),
+        (50000.0, "copies"),
+        (10000.0, "copies"),
+    ]
 
 
 def _chunk(criterion_id: str, section: str, text: str) -> Chunk:
