@@ -49,7 +49,8 @@ CONCEPTS: dict[str, str] = {
         rf"1\s+(?:inhibitors?|antibod(?:y|ies))|{_PD1_DRUGS}"
     ),
     "checkpoint_inhibitor": (
-        r"(?:immune[-\s])?checkpoint[-\s](?:inhibitors?|blockade|blockers?|therap(?:y|ies))|"
+        r"(?:immune[-\s]|immuno[-\s]?)?checkpoint[-\s](?:inhibitors?|blockade|blockers?|"
+        r"therap(?:y|ies))|"
         r"\bicis?\b|anti[-\s]?ctla[-\s]?4|ctla[-\s]?4\s+(?:inhibitors?|antibod(?:y|ies))|"
         r"ipilimumab|tremelimumab|immuno[-\s]?therap(?:y|ies)|immune[- ]oncology|"
         r"t[-\s]cell co[-\s]?stimulation|checkpoint pathways"
@@ -72,7 +73,8 @@ CONCEPTS: dict[str, str] = {
     "systemic_therapy": (
         r"(?:systemic|anti[-\s]?(?:cancer|tumou?r|neoplastic)|antineoplastic|anticancer|"
         r"antitumou?r|cancer|oncologic)\s+(?:therap(?:y|ies)|treatments?|drugs?|agents?|"
-        r"medications?|regimens?)|investigational\s+(?:drugs?|agents?|products?|therap(?:y|ies))"
+        r"medications?|regimens?)|investigational\s+(?:drugs?|agents?|products?|therap(?:y|ies))|"
+        r"(?:previously|systemically|treatment)[-\s]+untreated|treatment[-\s]na[iï]ve"
     ),
     "radiotherapy": (
         r"radio[-\s]?therap(?:y|ies)|(?<!ultraviolet\s)(?<!ultraviolet\sa\s)(?<!uv\s)radiation(?!\s+(?:pneumon|dermat|o?esophag|fibros|recall|"
@@ -380,6 +382,8 @@ QUALIFIERS: dict[str, str] = {
         r"(?:the\s+)?(?:\w+\s+)?(?:\d+(?:\.\d+)?|one|two|three|four|five|six|eight|twelve)\s*"
         r"(?:-|to)?\s*(?:days?|weeks?|wks?|months?|years?|half[-\s]lives)|"
         r"\b(?:less\s+than|fewer\s+than|<)\s*(?:\d+|one|two|three|four|six)\s*(?:days?|weeks?|months?)|"
+        r"\bfor\s+(?:at\s+least|the\s+(?:past|last))\s+(?:\d+|one|two|three|four|six)\s*"
+        r"(?:days?|weeks?|months?)|"
         r"\b(?:\d+|one|two|three|four|six)\s*(?:days?|weeks?|months?|years?)\s+"
         r"(?:before|prior\s+to|preceding|of)\s+(?:the\s+)?(?:first|start|initiation|"
         r"enrol|random|registration|study|screening|c1d1|cycle|day\s+1|signing)|"
@@ -483,9 +487,9 @@ def _exceptions(text: str) -> list[tuple[int, int]]:
 
 _NOT_LIMITED = re.compile(r"(?i)\b(?:but\s+)?not\s+limited\s+to\b")
 _WITH_OR_WITHOUT = re.compile(r"(?i)\bwith\s+or\s+without\s+(?:\w+\s+){0,3}?$")
-_NEG_INSIDE = re.compile(r"wild[-\s]?type|negative|\bwithout\b", re.IGNORECASE)
+_NEG_INSIDE = re.compile(r"wild[-\s]?type|negative|\bwithout\b|untreated|na[iï]ve", re.IGNORECASE)
 _JOIN = re.compile(r"[\s,/&]*(?:(?:and|or|and/or|nor)\b)?[\s,/&]*(?:genes?\s*)?", re.IGNORECASE)
-_TREATING = re.compile(r"(?i)\b(?:requir\w*|needs?|needing|received|receiving)\s+(?:\w+\s+){0,2}?$")
+_TREATING = re.compile(r"(?i)\b(?:requir\w*|needs?|needing)\s+(?:\w+\s+){0,2}?$")
 
 
 def _negations(text: str, found: list[tuple[str, tuple[int, int]]]) -> list[bool]:
