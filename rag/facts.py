@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 3  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 4  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
