@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 4  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 5  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
@@ -816,7 +816,8 @@ _LAB_NAMES: dict[str, str] = {
     "hemoglobin": r"ha?emoglobin|\bhgb\b|\bhb\b",
     "wbc": r"white\s+blood\s+cells?(?:\s+count)?|\bwbc\b|leukocytes?(?:\s+count)?",
     "creatinine_clearance": (
-        r"creatinine\s+clearance|\bcrcl\b|\bclcr\b|\bccr\b|\begfr\b(?!\s*(?:mutation|tki|-tki))|"
+        r"creatinine\s+clearance|\bcrcl\b|\bclcr\b|\bccr\b|"
+        r"\begfr\b(?=\s*(?:\(|[≥≤<>=]|of\b|greater|less|at\s+least|above|below|>=|<=))|"
         r"glomerular\s+filtration\s+rate"
     ),
     "creatinine": r"(?:serum\s+)?creatinine(?!\s+clearance)|\bscr\b|\bcr\b",
@@ -902,6 +903,8 @@ _OR_MORE = re.compile(
 
 
 def _bound_after(what: str, text: str, at: int, section: str) -> Limit | None:
+    aside = re.match(r"\s*\([^()]{0,80}\)", text[at:])  # "Hemoglobin (no transfusion ...) >= 9"
+    at += aside.end() if aside else 0
     window = text[at : at + 60]
     if what == "karnofsky":
         found = _RANGE_AFTER.match(window)
@@ -1024,6 +1027,12 @@ _WASHOUT = re.compile(
 )
 
 
+_SINCE = re.compile(
+    r"(?i)\s*(?:have\s+|has\s+|must\s+have\s+)?(?:since|after|from|before|prior|elapsed|passed|"
+    r"between|following|must\s+(?:have\s+)?elapse)"
+)
+
+
 def _washouts(section: str, text: str) -> list[Limit]:
     """'within 4 weeks before the first dose' (exclusion) or 'at least 4 weeks since' as the
     time an eligible patient needs since a treatment."""
@@ -1038,6 +1047,8 @@ def _washouts(section: str, text: str) -> list[Limit]:
         if not about_treatment or re.search(r"(?i)expectancy|surviv", before[-40:]):
             continue
         start_word = m.group().split()[0].lower()
+        if start_word not in ("within", "in") and not _SINCE.match(m.group("after")):
+            continue  # "at least 3 months of EGFR-TKI therapy" is how long, not how long ago
         if start_word in ("within", "in") and section != "exclusion":
             if not re.search(r"(?i)\b(?:no|not|without)\b", before[-80:]):
                 continue

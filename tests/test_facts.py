@@ -148,6 +148,13 @@ def test_qualifiers_narrow_and_exceptions_carve_back() -> None:
         ("inclusion", "Aged 18-75 years", {("age", ">=", 18.0), ("age", "<=", 75.0)}),
         ("inclusion", "Karnofsky 60-100%", {("karnofsky", ">=", 60.0), ("karnofsky", "<=", 100.0)}),
         ("exclusion", "Chemotherapy within 4 weeks before the first dose", {("washout", ">=", 4.0)}),
+        # how long a treatment was given is no washout; a lab's aside is stepped over; the
+        # EGFR gene is no kidney function
+        ("inclusion", "Has received at least 3 months of EGFR-TKI therapy", set()),
+        ("inclusion", "At least 28 days must have elapsed since chemotherapy", {("washout", ">=", 28.0)}),
+        ("inclusion", "Hemoglobin (without transfusion over the last 2 weeks) ≥ 9 g/dL", {("hemoglobin", ">=", 9.0)}),
+        ("inclusion", "EGFR exon 19 deletion, with at least 1 prior EGFR TKI", set()),
+        ("inclusion", "eGFR ≥ 50 mL/min", {("creatinine_clearance", ">=", 50.0)}),
         # an excluded age read the eligible way round, its strictness kept
         ("exclusion", "Age < 18 years", {("age", ">=", 18.0)}),
         ("exclusion", "Aged 75 or older", {("age", "<", 75.0)}),
