@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
@@ -219,10 +219,7 @@ def check_verdict(
     typed with its concepts), and where its typed facts name a trait's concept, they go the
     verdict's way (an "excludes" citing an inclusion that requires the trait is set aside)."""
     loose = _loose_qualifiers(question)
-    asked_traits = [
-        ({*concepts, *(a for c in concepts for a in _ancestors(c))}, asked | loose)
-        for concepts, asked in traits(question)
-    ]
+    asked_traits = [(concepts, asked | loose) for concepts, asked in traits(question)]
     wanted = {stem(t) for t in terms}
 
     def reason(chunk: Chunk, verdict: VerdictWord) -> str:
@@ -231,9 +228,9 @@ def check_verdict(
         found = typed.get(chunk.criterion_id or "")
         directions = {
             "narrowed" if m.direction == "excluded" and not _holds(m, chunk, asked) else m.direction
-            for related, asked in asked_traits
-            for m in (found.mentions if found else ())
-            if m.concept in related
+            for concepts, asked in asked_traits
+            for concept in concepts
+            for m, _ in (_bearing(concept, asked, found) if found else ())
         }
         if not directions:
             if not wanted or wanted & stem_set(chunk.text):
@@ -341,7 +338,6 @@ def _decide_concept(
     allowed with conditions (excluded only under narrower words, carved back in, allowed
     under conditions), allowed, else not stated."""
     broader = _ancestors(concept)
-    parent = PARENT.get(concept)
     typed = [
         t for t in typed if any(m.concept == concept or m.concept in broader for m in t.mentions)
     ]
@@ -354,17 +350,8 @@ def _decide_concept(
         chunk = by_id.get(criterion.criterion_id)
         if chunk is None:
             continue
-        for mention in criterion.mentions:
-            if (mention.concept != concept and mention.concept not in broader) or _beside(
-                mention, asked
-            ):
-                continue
-            if mention.concept == concept:
-                found.append((mention, chunk))
-            else:
-                broad = _broader(mention, mention.concept == parent, criterion)
-                if broad is not None:
-                    wider.append((broad, chunk))
+        for mention, direct in _bearing(concept, asked, criterion):
+            (found if direct else wider).append((mention, chunk))
     found += wider
     if not found:
         return NOT_STATED
@@ -408,6 +395,26 @@ def _beside(mention: Mention, asked: frozenset[str]) -> bool:
 
 # Sites that are not the chest ("palliative" or "wide-field" say how, not where).
 _ELSEWHERE = re.compile(r"brain|bones?$|spin|pelvi|extremit|outside")
+
+
+def _bearing(
+    concept: str, asked: frozenset[str], criterion: Typed
+) -> Iterator[tuple[Mention, bool]]:
+    """The criterion's mentions that bear on an asked concept, each as it bears (a broader
+    concept's, see _broader) and whether it names the concept itself; mentions beside the
+    asked trait (see _beside) bear on nothing."""
+    broader = _ancestors(concept)
+    for mention in criterion.mentions:
+        if (mention.concept != concept and mention.concept not in broader) or _beside(
+            mention, asked
+        ):
+            continue
+        if mention.concept == concept:
+            yield mention, True
+        else:
+            broad = _broader(mention, mention.concept == PARENT.get(concept), criterion)
+            if broad is not None:
+                yield broad, False
 
 
 def _broader(mention: Mention, parent: bool, criterion: Typed) -> Mention | None:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 # pd1 .40, egfr_alk .525, hepatitis .80, ild .475, autoimmune .85, thoracic_rt .275; with
 # typed criteria (rag.facts) as below. Issue 11 asks for 0.9 on every topic.
 FLOORS = {
-    "eligibility-pd1": 0.80,
+    "eligibility-pd1": 0.82,
     "eligibility-egfr_alk": 0.92,
     "eligibility-hepatitis": 0.80,
     "eligibility-ild": 0.87,

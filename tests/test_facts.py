@@ -252,6 +252,16 @@ def test_a_verdict_its_cited_criterion_contradicts_is_set_aside() -> None:
     assert "inclusion/1 has it required, not excludes" in wrong.note
     (right,) = parse_verdicts("NCT00000001: requires [1]", trials, passages, check)
     assert right.verdict == "requires"
+    # the check reads mentions as the extractive decision does: a treatment planned in the
+    # study is beside a question about one had before, so it sets no verdict aside
+    planned = _chunk(
+        "NCT00000001/exclusion/2", "exclusion", "Patients planned to receive radiotherapy"
+    )
+    typed = {planned.criterion_id or "": type_criterion(planned.id, "exclusion", planned.text)}
+    question = Question(text="q", kind="scan", topic="prior radiotherapy", patient=Patient())
+    check = check_verdict(question, {"radiotherapy"}, typed)
+    (stands,) = parse_verdicts("NCT00000001: allows [1]", trials, (Passage(1, planned),), check)
+    assert stands.verdict == "allows"
 
 
 def test_the_index_stores_typed_criteria(seed_index: store.Index) -> None:
