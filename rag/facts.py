@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 5  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 6  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
@@ -74,7 +74,7 @@ CONCEPTS: dict[str, str] = {
         r"(?:systemic|anti[-\s]?(?:cancer|tumou?r|neoplastic)|antineoplastic|anticancer|"
         r"antitumou?r|cancer|oncologic)\s+(?:therap(?:y|ies)|treatments?|drugs?|agents?|"
         r"medications?|regimens?)|investigational\s+(?:drugs?|agents?|products?|therap(?:y|ies))|"
-        r"(?:previously|systemically|treatment)[-\s]+untreated|treatment[-\s]na[iï]ve"
+        r"(?:previously|systemically)[-\s]+untreated"
     ),
     "radiotherapy": (
         r"radio[-\s]?therap(?:y|ies)|(?<!ultraviolet\s)(?<!ultraviolet\sa\s)(?<!uv\s)radiation(?!\s+(?:pneumon|dermat|o?esophag|fibros|recall|"

@@ -84,6 +84,7 @@ def _mentions(section: str, text: str) -> set[tuple[str, str]]:
         ("exclusion", "Active hepatitis B infection, regardless of HBV DNA level", {("hepatitis_b", "excluded")}),
         # untreated is no prior therapy; a treatment received is no treatment of a disease
         ("inclusion", "Previously untreated, histologically confirmed NSCLC", {("systemic_therapy", "excluded")}),
+        ("inclusion", "Tyrosine Kinase Inhibitor (TKI) treatment naïve.", set()),
         ("inclusion", "Must have not received any cancer treatment for at least 2 weeks.", {("systemic_therapy", "excluded")}),
         # 'non-infectious' names a kind of pneumonitis, not its absence
         ("exclusion", "History of (non-infectious) pneumonitis that required steroids", {("pneumonitis", "excluded"), ("steroids_immunosuppressants", "excluded")}),
