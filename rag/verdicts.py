@@ -133,12 +133,18 @@ def _facts(
 
 def _loose_qualifiers(question: Question) -> frozenset[str]:
     """What the parts of a patient's description that name no trait say of the ones that do
-    ("spread to her brain, and the lesion is giving her seizures": symptomatic), and how long
-    ago the one treatment time the question gives was, wherever it stands."""
-    conditions = question.patient.conditions
+    ("spread to her brain, and the lesion is giving her seizures": symptomatic), how long
+    ago the one treatment time the question gives was, and the viral loads it gives, wherever
+    they stand."""
+    return _loose(question.patient.conditions, question.text)
+
+
+@lru_cache(maxsize=64)
+def _loose(conditions: tuple[str, ...], text: str) -> frozenset[str]:
+    """_loose_qualifiers, read once per question rather than once per trial."""
     loose = {q for c in conditions if _only_qualifies(c) for q in question_qualifiers(c)}
-    loads = {f"load: {value:g} {unit}" for value, unit in viral_loads(question.text)}
-    return frozenset(loose | loads) | elapsed(question.text)
+    loads = {f"load: {value:g} {unit}" for value, unit in viral_loads(text)}
+    return frozenset(loose | loads) | elapsed(text)
 
 
 def _only_qualifies(topic: str) -> bool:
@@ -155,10 +161,6 @@ _HOW_WORDS = frozenset(
     seizure headaches headache stable controlled uncontrolled treated untreated active
     enlarging growing now still""".split()
 )
-
-
-# Qualifiers that say how a trait is, carried from a part naming none to those naming one.
-_HOW = frozenset({"active", "untreated", "symptomatic", "uncontrolled", "treated"})
 
 
 def decide_concepts(
@@ -308,14 +310,15 @@ def _inside_window(mention: Mention, asked: frozenset[str]) -> bool:
     """Was the asked treatment given inside the mention's time window ("6 weeks ago" against
     "within 3 months")?"""
     ago = _ago(asked)
-    if ago is None:
-        return False
-    for qualifier in mention.qualifiers:
-        name, _, value = qualifier.partition(": ")
-        window = window_weeks(value) if name == "within" else None
-        if window is not None and ago <= window:
-            return True
-    return False
+    return ago is not None and any(ago <= weeks for weeks in _windows(mention))
+
+
+def _windows(mention: Mention) -> list[float]:
+    """The weeks each of the mention's time windows spans, where it says."""
+    spans = (
+        window_weeks(q.partition(": ")[2]) for q in mention.qualifiers if q.startswith("within")
+    )
+    return [weeks for weeks in spans if weeks is not None]
 
 
 def _ago(asked: frozenset[str]) -> float | None:
@@ -325,6 +328,8 @@ def _ago(asked: frozenset[str]) -> float | None:
 # One trait said several ways: an asked "active" disease meets an exclusion of "active or
 # uncontrolled" or "untreated active" disease.
 _ACTIVITY = frozenset({"active", "untreated", "symptomatic", "uncontrolled"})
+# Qualifiers that say how a trait is, carried from a part naming none to those naming one.
+_HOW = _ACTIVITY | {"treated"}
 _SITES = dict.fromkeys(
     ("thoracic", "chest", "lung", "pulmonary", "mediastinal", "mediastinum"),
     "thoracic",
@@ -364,7 +369,7 @@ def _decide_concept(
     )
     if required:  # a patient without it cannot enter; exclusions narrow which ones can
         also = f"also excluded: {_where_ids(outright)}" if outright else ""
-        note = "; ".join(filter(None, [*conditions, also]))
+        note = _also(*conditions, also)
         return Decision("requires", _cited(required + outright + narrowed), note)
     timed = [(m, c) for m, c in outright if _inside_window(m, asked)]
     if timed or (outright and not allowed):
@@ -461,7 +466,12 @@ def _quote(text: str, span: tuple[int, int]) -> str:
     start = cue.start() if cue else start
     end = text.find(";", span[1])
     end = len(text) if end < 0 else end
-    quote = " ".join(text[start:end].split())
+    return _trimmed(text[start:end])
+
+
+def _trimmed(text: str) -> str:
+    """A quote on one line, cut to a readable length."""
+    quote = " ".join(text.split())
     return quote if len(quote) <= 160 else quote[:157] + "..."
 
 
@@ -487,7 +497,7 @@ def combine(decisions: list[Decision]) -> Decision:
             unstated = sum(1 for d in decisions if d.verdict == "not stated")
             note = "; ".join(d.note for d in deciding if d.note)
             if unstated and verdict != "excludes":
-                note = "; ".join(filter(None, [note, f"{unstated} of the facts not stated"]))
+                note = _also(note, f"{unstated} of the facts not stated")
             cited = deciding if verdict == "excludes" else deciding + decisions
             chunks = tuple(dict.fromkeys(c for d in cited for c in d.chunks))
             return Decision(verdict, chunks, note)
@@ -532,8 +542,7 @@ def decide_topic(
 def _carve_quote(text: str) -> str:
     """The carve-out an exclusion makes, from its opening word, trimmed to a readable length."""
     carve = _CARVE_OUT.search(text)
-    quote = " ".join(text[carve.start() if carve else 0 :].split())
-    return quote if len(quote) <= 160 else quote[:157] + "..."
+    return _trimmed(text[carve.start() if carve else 0 :])
 
 
 # Words that open an exclusion's carve-out: what follows them is allowed ("Autoimmune
