@@ -42,6 +42,12 @@ _AGE_RANGE = re.compile(
     rf"\b(?:between\s+)?(\d{{2,3}}){_YEARS}\s*(?:~|-|–|—|to|and)\s*(\d{{2,3}})\s*(?:years?|yrs?)\b",
     re.IGNORECASE,
 )
+# "Age: 18 to 70", "Age 18-60": a range right after the word age, with no unit
+_AGE_NAMED_RANGE = re.compile(
+    r"\bage[sd]?\s*:?\s*(?:between\s+|from\s+|over\s+)?(\d{2,3})\s*(?:~|-|–|—|to|and)\s*"
+    r"(\d{2,3})\b(?!\s*(?:%|weeks?|months?|days?|hours?|kg|cm|mg))",
+    re.IGNORECASE,
+)
 _AGE_BOUND = re.compile(
     r"(?P<op>≥|>=|>|≤|<=|<|=<|=>|over|older\s+than|more\s+than|above|at\s+least|"
     r"not\s+(?:less|younger)\s+than|no\s+(?:less|younger)\s+than|under|younger\s+than|below|"
@@ -76,9 +82,9 @@ def age_limits(text: str) -> tuple[float | None, float | None, tuple[int, int] |
     years old' -> (18, None). Durations ('within 5 years') and numbers outside 10-120 are not
     ages; a bound needs an age word near it ('age', 'aged', 'years old', 'adults').
     """
-    found = _AGE_RANGE.search(text)
-    if found and MIN_AGE <= int(found.group(1)) < int(found.group(2)) <= MAX_AGE:
-        return float(found.group(1)), float(found.group(2)), found.span()
+    for found in (_AGE_RANGE.search(text), _AGE_NAMED_RANGE.search(text)):
+        if found and MIN_AGE <= int(found.group(1)) < int(found.group(2)) <= MAX_AGE:
+            return float(found.group(1)), float(found.group(2)), found.span()
     if not _AGE_WORDS.search(text):
         return None, None, None
     low = high = None

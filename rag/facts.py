@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 6  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 7  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
@@ -38,6 +38,11 @@ _PD1_DRUGS = (
     r"sintilimab|sindilimab|tislelizumab|toripalimab|penpulimab|serplulimab|adebrelimab|"
     r"sugemalimab|envafolimab|dostarlimab|retifanlimab|benmelstobart|ivonescimab|cadonilimab|"
     r"keytruda|opdivo|tecentriq|imfinzi|bavencio|libtayo|tyvyt|jemperli"
+)
+# "viral hepatitis", "viral, alcoholic, or other hepatitis": B and C both (only "viral" is
+# the span, so "autoimmune hepatitis" beside it is still named)
+_VIRAL_HEPATITIS = (
+    r"viral(?=(?:,?\s+(?:\w+,?\s+){0,2}?(?:or|and)\s+(?:\w+\s+)?)?\s*hepatitis(?!\s*[a-e]\b))"
 )
 CONCEPTS: dict[str, str] = {
     "pd1_pdl1": (
@@ -67,19 +72,21 @@ CONCEPTS: dict[str, str] = {
         r"ceritinib|brigatinib|lorlatinib|ensartinib|iruplinalkib|envonalkib"
     ),
     "chemotherapy": (
-        r"chemo[-\s]?therap(?:y|ies)|chemotherapeutic|chemo\b|chemoradi\w*|cytotoxic|platinum|cisplatin|"
+        r"chemo[-\s]?therap(?:y|ies)|chemotherapeutic|chemo\b|chemoradi\w*|radiochemo\w*|cytotoxic|"
+        r"platinum|cisplatin|"
         r"carboplatin|docetaxel|paclitaxel|pemetrexed|gemcitabine|etoposide|vinorelbine"
     ),
     "systemic_therapy": (
         r"(?:systemic|anti[-\s]?(?:cancer|tumou?r|neoplastic)|antineoplastic|anticancer|"
         r"antitumou?r|cancer|oncologic)\s+(?:therap(?:y|ies)|treatments?|drugs?|agents?|"
         r"medications?|regimens?)|investigational\s+(?:drugs?|agents?|products?|therap(?:y|ies))|"
-        r"(?:previously|systemically)[-\s]+untreated"
+        r"antibody[-\s]drug\s+conjugates?|\badcs?\b|"
+        r"(?:previously|systemically)[-\s]+untreated|treatment[-\s]na[iï]ve"
     ),
     "radiotherapy": (
         r"radio[-\s]?therap(?:y|ies)|(?<!ultraviolet\s)(?<!ultraviolet\sa\s)(?<!uv\s)radiation(?!\s+(?:pneumon|dermat|o?esophag|fibros|recall|"
         r"induced|injur|toxicit|enteritis|proctitis|myelitis|necrosis))(?:\s+therapy)?|irradiat\w*|\brt\b|"
-        r"stereotactic|sbrt|radiosurgery|\bsrs\b|chemoradi\w*"
+        r"stereotactic|sbrt|radiosurgery|\bsrs\b|chemoradi\w*|radiochemo\w*"
     ),
     "surgery": r"(?:major )?surger(?:y|ies)|surgical|resection|operation",
     "steroids_immunosuppressants": (
@@ -118,12 +125,14 @@ CONCEPTS: dict[str, str] = {
     ),
     "hiv": r"\bhiv\b|human immunodeficiency virus|\baids\b",
     "hepatitis_b": (
-        r"hepatitis\s*b(?:\s*(?:and/or|or|/|and)\s*c)?\b(?!\s+(?:surface\s+antibod|vaccin|immun))|"
-        r"\bhbv\b|hbsag|hbv[-\s]?dna|\bhep\.?\s*b\b"
+        r"hepatitis\s*(?:type\s+)?b(?:\s*(?:and/or|or|/|and|,)\s*(?:type\s+)?c)?\b"
+        r"(?!\s+(?:surface\s+antibod|vaccin|immun))|"
+        rf"\bhbv\b|hbsag|hbv[-\s]?dna|\bhep\.?\s*b\b|{_VIRAL_HEPATITIS}"
     ),
     "hepatitis_c": (
-        r"hepatitis\s*c\b|\bhcv\b|hcv[-\s]?rna|hepatitis\s*b\s*(?:and/or|or|/|and)\s*c\b|"
-        r"\bhep\.?\s*c\b"
+        r"hepatitis\s*(?:type\s+)?c\b|\bhcv\b|hcv[-\s]?rna|"
+        r"hepatitis\s*(?:type\s+)?b\s*(?:and/or|or|/|and|,)\s*(?:type\s+)?c\b|"
+        rf"\bhep\.?\s*c\b|{_VIRAL_HEPATITIS}"
     ),
     "tuberculosis": r"tubercul\w*|\btb\b",
     "infection": r"(?:active|uncontrolled|serious|severe|systemic)\s+(?:\w+\s+)?infections?",
@@ -134,7 +143,7 @@ CONCEPTS: dict[str, str] = {
         r"interstitial (?:lung disease|pneumonia|pulmonary disease|fibrosis)|\bild\b|"
         r"pulmonary fibrosis|idiopathic pulmonary|organi[sz]ing pneumonia"
     ),
-    "pneumonitis": r"pneumonitis|non[-\s]?infectious\s+pneumonia",
+    "pneumonitis": r"pneumonitis|non[-\s]?infectious\s+pneumonia|radiation[-\s]+pneumonia",
     "other_malignancy": (
         r"(?:history\s+of|previous\s+or\s+current|current\s+or\s+previous)\s+(?:\w+\s+)?"
         r"(?:malignan\w*|cancers?)|malignant\s+disease|"
@@ -152,7 +161,7 @@ _RECEIVED = re.compile(
     r"(?i)\b(?:prior|previous(?:ly)?|received|receiv\w*|treated|treatments?\s+with|therapy\s+with|"
     r"exposure|exposed|progress\w*|after|following|na[iï]ve|under|courses?|cycles?|history|"
     r"within|since|lines?|regimens?|administ\w*|pre-?treated|refractory|fail\w*|resistan\w*|"
-    r"intoleran\w*|completed|use\s+of|undergone|weeks?|days?|months?|before|ongoing|concurrent\w*|"
+    r"intoleran\w*|completed|use\s+of|undergone|subjected|weeks?|days?|months?|before|ongoing|concurrent\w*|"
     r"current\w*|planned|participat\w*|adjuvant|neoadjuvant|consolidation|maintenance|"
     r"first[-\s]line|second[-\s]line|relapse\w*|recurr\w*|any)\b"
 )
@@ -252,22 +261,28 @@ def type_trial(trial: Trial) -> list[Typed]:
     trial's own treatments (the concepts its interventions and title name) are read as its
     treatment where an inclusion names them without calling them prior therapy."""
     own: frozenset[str] = frozenset()
-    if (trial.study_type or "").upper() != "OBSERVATIONAL":
+    observational = (trial.study_type or "").upper() == "OBSERVATIONAL"
+    if not observational:
         names = [*(trial.value("interventions")[0] or ()), trial.title or ""]
         named = {key for name in names for key, _ in concepts_in(name)} & TREATMENTS
         # a PD-1 drug of its own is the "immune checkpoint inhibitor" its criteria name
         named |= {PARENT[key] for key in named if PARENT.get(key) not in (None, "systemic_therapy")}
         own = frozenset(named)
-    typed = (type_criterion(c.id, c.section, c.text, own) for c in trial.criteria)
+    typed = (type_criterion(c.id, c.section, c.text, own, observational) for c in trial.criteria)
     return [t for t in typed if t.mentions or t.limits]
 
 
 def type_criterion(
-    criterion_id: str, section: str, text: str, own: frozenset[str] = frozenset()
+    criterion_id: str,
+    section: str,
+    text: str,
+    own: frozenset[str] = frozenset(),
+    observational: bool = False,
 ) -> Typed:
-    """One criterion's typed facts; `own` are the trial's own treatments (see type_trial)."""
+    """One criterion's typed facts; `own` are the trial's own treatments, and an observational
+    trial has none (see type_trial)."""
     exceptions = _exceptions(text)
-    mentions = list(_mentions(section, text, exceptions, own))
+    mentions = list(_mentions(section, text, exceptions, own, observational))
     mentions = [
         _except(m, text, owned) if (owned := _carving(m, text, exceptions)) else m for m in mentions
     ]
@@ -280,11 +295,19 @@ def _carving(
     mention: Mention, text: str, exceptions: list[tuple[int, int]]
 ) -> list[tuple[int, int]]:
     """The carve-outs that follow an excluded naming in its own clause ("autoimmune disease,
-    except vitiligo"; not "HIV; autoimmune disease except vitiligo" for HIV)."""
+    except vitiligo"; not "HIV; autoimmune disease except vitiligo" for HIV), or anywhere
+    after it when they open with "however" ("autoimmune disease (such as ILD); however, the
+    following are allowed: vitiligo": said of the disease, not of an example in its aside)."""
     if mention.direction != "excluded":
         return []
     _, end = _clause_bounds(text, mention.span[0])
-    return [(a, b) for a, b in exceptions if mention.span[1] <= a < end]
+    example = any(a.start() < mention.span[0] < a.end() for a in _ASIDE.finditer(text))
+    return [
+        (a, b)
+        for a, b in exceptions
+        if mention.span[1] <= a
+        and (a < end or (text[a : a + 7].lower() == "however" and not example))
+    ]
 
 
 def _except(mention: Mention, text: str, exceptions: list[tuple[int, int]]) -> Mention:
@@ -321,7 +344,9 @@ def concepts_in(text: str) -> list[tuple[str, tuple[int, int]]]:
 # Words that open a carve-out: what follows is let back in.
 _EXCEPT = re.compile(
     r"\b(?:except(?:\s+for)?|excluding|other\s+than|with\s+the\s+exception\s+of|unless|"
-    r"but\s+(?:not|allow\w*)|apart\s+from|save\s+for|exceptions?\s*(?:include|are|:))\b",
+    r"but\s+(?:not|allow\w*)|apart\s+from|save\s+for|exceptions?\s*(?:include|are|:))\b|"
+    r"\bhowever,?\s+(?=(?:[\w-]+\s+){0,8}?(?:are|is|will\s+be|can\s+be|may\s+be)\s+(?:allowed|"
+    r"permitted|eligible|included|enrolled)\b)",
     re.IGNORECASE,
 )
 _ALLOW = re.compile(
@@ -357,7 +382,7 @@ _NAIVE_BEFORE = re.compile(
 )
 # Qualifiers that narrow a concept: excluded only when they hold.
 QUALIFIERS: dict[str, str] = {
-    "active": r"\bactive(?:ly)?\b|\bongoing\b|\b(?:con)?current(?:ly)?\b",
+    "active": r"\bactive(?:ly)?\b|\bongoing\b|\b(?:con)?current(?:ly)?\b(?!\s+stage)",
     "untreated": r"\buntreated\b|\bnot\s+(?:been\s+)?(?:adequately\s+)?treated\b|\bunresected\b",
     # "untreated active hepatitis": both must hold, so a treated active one is let in
     "untreated_active": r"\buntreated\s+active\b|\bactive\s+(?:and\s+)?untreated\b",
@@ -373,9 +398,10 @@ QUALIFIERS: dict[str, str] = {
     "requiring_treatment": (
         r"\brequir\w*\s+(?:\w+\s+){0,3}?(?:treatment|therapy|steroids?|corticosteroids?|"
         r"glucocorticoids?|immunosuppress\w*|antiviral|intervention|hospitali[sz]ation)|"
-        r"\b(?:needs?|needing)\s+(?:\w+\s+){0,2}?(?:treatment|therapy|steroids?)|"
+        r"\b(?:needs?|needed|needing)\s+(?:\w+\s+){0,2}?(?:treatment|therapy|steroids?)|"
         r"\b(?:treated|managed)\s+with\s+(?:systemic\s+)?(?:steroids?|corticosteroids?|"
-        r"glucocorticoids?)|\bsteroid[-\s]requiring\b"
+        r"glucocorticoids?|prednis\w+|methylprednis\w+|dexamethasone)|\bsteroid[-\s]requiring\b|"
+        r"\bon\s+(?:high[-\s]dose\s+)?(?:steroids|prednis\w+)\b"
     ),
     "within": (
         r"\b(?:within|in\s+the\s+(?:past|last|previous)|during\s+the\s+(?:past|last))\s+"
@@ -394,7 +420,8 @@ QUALIFIERS: dict[str, str] = {
         r"\b(?:for|in)\s+(?:the\s+)?(?:treatment\s+of\s+)?(?:locally\s+advanced|advanced|"
         r"metastatic|recurrent|stage\s+i{1,3}v?|stage\s+iv|unresectable)(?:\s*(?:/|or|and)\s*"
         r"(?:metastatic|advanced|recurrent))?\b|\b(?:as\s+(?:part\s+of\s+)?)?(?:neo)?adjuvant\b|"
-        r"\bconsolidation\b|\bmaintenance\b|\bfor\s+(?:this|the\s+current|the\s+present|the\s+study)\s+"
+        r"\bconsolidation\b|\bmaintenance\b|\bfor\s+(?:the\s+treatment\s+of\s+)?(?:this|the\s+current|"
+        r"the\s+present|the\s+study|the\s+patient'?s\s+current)\s+"
         r"(?:\w+\s+){0,2}?(?:cancer|disease|tumou?r|malignancy|nsclc|indication)\b"
     ),
     # a treatment named for a lesion, not the patient: "sites treated by radiotherapy are not
@@ -419,9 +446,10 @@ QUALIFIERS: dict[str, str] = {
         r"bone marrow|bone marrow)\b"
     ),
     # a treatment the patient may get, not one had: "candidates for surgery", "treatable with
-    # radiotherapy", "lung function not compatible with radiation"
+    # radiotherapy", "lung function not compatible with radiation", "a condition that
+    # contraindicates the use of an investigational drug"
     "planned": (
-        r"\b(?:suitable|unsuitable|candidates?|amenable|fit|unfit|compatible|indicated|"
+        r"\b(?:suitable|unsuitable|candidates?|amenable|fit|unfit|compatible|indicated|contraindicat\w*|"
         r"eligible|ineligible|treatable|planned|scheduled|plan(?:s|ning)?\s+to|will\s+(?:receive|"
         r"undergo|be\s+treated))\b(?:\s+(?:for|with|by))?"
     ),
@@ -433,7 +461,7 @@ QUALIFIERS: dict[str, str] = {
     "lines": (
         r"\b(?:more\s+than|>|≥|>=|at\s+least|\d+\s+or\s+more|up\s+to|no\s+more\s+than)\s*"
         r"(?:\d+|one|two|three)\s+(?:prior\s+|previous\s+)?(?:\w+\s+){0,3}?(?:lines?|regimens?)\b|"
-        r"\b(?:lines?|regimens?)\s+(?:of\s+)?(?:\w+\s+){0,4}?(?:≥|>=|>|≤|<=|<)\s*\d"
+        r"\b(?:lines?|regimens?)\s+(?:of\s+)?(?:[\w-]+\s+){0,4}?(?:≥|>=|>|≤|<=|<)\s*\d"
     ),
     "history": r"\bhistory\b|\bprior\b|\bprevious(?:ly)?\b|\bpast\b",
     "treated": r"(?<!un)\btreated\b|\bstable\b|\basymptomatic\b|\bcontrolled\b|\bresolved\b",
@@ -485,7 +513,12 @@ def _exceptions(text: str) -> list[tuple[int, int]]:
     return out
 
 
-_NOT_LIMITED = re.compile(r"(?i)\b(?:but\s+)?not\s+limited\s+to\b")
+# "not" that negates nothing named: "including but not limited to", "could not rule out ILD"
+# (suspected, so excluded like the named one)
+_NOT_NEGATING = re.compile(
+    r"(?i)\b(?:but\s+)?not\s+limited\s+to\b|"
+    r"\b(?:cannot|can't|could\s+not|can\s+not|not)\s+(?:be\s+)?rul\w*\s+out\b"
+)
 _WITH_OR_WITHOUT = re.compile(r"(?i)\bwith\s+or\s+without\s+(?:\w+\s+){0,3}?$")
 _NEG_INSIDE = re.compile(r"wild[-\s]?type|negative|\bwithout\b|untreated|na[iï]ve", re.IGNORECASE)
 _JOIN = re.compile(r"[\s,/&]*(?:(?:and|or|and/or|nor)\b)?[\s,/&]*(?:genes?\s*)?", re.IGNORECASE)
@@ -496,7 +529,7 @@ def _negations(text: str, found: list[tuple[str, tuple[int, int]]]) -> list[bool
     """Whether each mention is named as absent ("no prior", "wild-type", "negative"); a list
     of names shares its negation ("EGFR, ALK gene wild type", "wild type EGFR and ALK")."""
     negated = []
-    text = _NOT_LIMITED.sub(lambda m: "x" * len(m.group()), text)
+    text = _NOT_NEGATING.sub(lambda m: "x" * len(m.group()), text)
     for concept, span in found:
         start, end = _near(text, span)
         # an aside's words are its own: "(except ... without hormone therapy) and X"
@@ -556,19 +589,21 @@ _ASIDE = re.compile(r"\([^()]*\)")
 _IF_HAD = re.compile(
     r"(?i)\b(?:if|when|patients?|subjects?|participants?|those|anyone)\s+(?:who|that|with)?\s*"
     r"(?:have|has|had)?\s*(?:previously\s+|already\s+)?(?:received|undergone|had|been\s+treated"
-    r"\s+with|prior|previous)\b[^;]{0,40}$"
+    r"\s+with|prior|previous|(?:a\s+)?history\s+of)\b[^;]{0,60}$"
 )
 # What makes "patients who have received X" a condition on them: something they then must meet.
 _THEN = re.compile(
     r"(?i)\b(?:must|should|need|needs|required|are\s+eligible|is\s+eligible|may|can|only\s+if|"
-    r"provided|if|as\s+long\s+as|at\s+least|allowed|permitted)\b"
+    r"provided|if|as\s+long\s+as|at\s+least|allowed|permitted|exceed\w*)\b"
 )
-# "For patients with chronic HBV infection, the viral load must be undetectable": a condition
-# on those who have it.
-_FOR_THOSE = re.compile(
-    r"(?i)\b(?:for|in)\s+(?:patients?|subjects?|participants?|those|people)\s+(?:with|who\s+"
-    r"(?:have|had|are))\b[^;,]{0,60}$"
+# "For patients with chronic HBV infection, the HBV viral load must be undetectable": a
+# condition on those who have it, wherever the clause names it again.
+_THOSE = (
+    r"(?:for|in)\s+(?:patients?|subjects?|participants?|those|people)\s+"
+    r"(?:with|who\s+(?:have|had|are))\b"
 )
+_FOR_THOSE = re.compile(rf"(?i)\b{_THOSE}[^;,]{{0,60}}$")
+_OPENS_FOR_THOSE = re.compile(rf"(?i)\W*{_THOSE}")
 # An exclusion phrased as a prohibition: what it names is excluded, not required.
 _PROHIBIT = re.compile(
     r"(?i)\b(?:(?:must|should|may|can|could)\s*not|cannot|can't)\s+(?:be|have|become)\b"
@@ -580,7 +615,11 @@ _COMPLETED = re.compile(
 
 
 def _mentions(
-    section: str, text: str, exceptions: list[tuple[int, int]], own: frozenset[str]
+    section: str,
+    text: str,
+    exceptions: list[tuple[int, int]],
+    own: frozenset[str],
+    observational: bool,
 ) -> Iterator[Mention]:
     seen: set[str] = set()
     found = sorted(concepts_in(text), key=lambda x: x[1])
@@ -593,17 +632,28 @@ def _mentions(
         clause = text[start:end]
         if _OTHER_STUDY.search(clause):
             continue  # taking part in another study is no treatment the question asks about
+        if (
+            concept == "systemic_therapy"
+            and _NAIVE_TO.search(text, 0, span[0])
+            and (re.match(r"(?i)treatment", text[span[0] : span[1]]))
+        ):
+            continue  # "osimertinib treatment-naive", "TKI treatment naive": naive to that drug
+        if concept == "surgery" and _BEFORE_STUDY_SURGERY.search(clause_before):
+            continue  # "prior to surgery", "before surgery": the study's, a point in time
         if re.match(r"\s*:", text[span[1] : span[1] + 3]):
             continue  # a heading ("Radiotherapy: Not specified"); what follows says the rest
         if concept == "systemic_therapy" and (
-            _TREATING.search(clause_before) or _DISEASE.search(clause)
+            _TREATING.search(clause_before) or _DISEASE.search(clause) or _LOCAL_DRUG.search(clause)
         ):
             continue  # "requiring systemic treatment" treats the condition; it is no therapy asked
+        if concept == "steroids_immunosuppressants" and _TREATING.search(clause_before):
+            continue  # "pneumonitis that required steroids": the condition's treatment
         if concept in TREATMENTS and (
-            (section == "inclusion" and not _RECEIVED.search(clause))
+            (section == "inclusion" and not observational and not _RECEIVED.search(clause))
             or _STUDY_DOSE.search(clause_before)
         ):
-            continue  # the study's own drug, not a treatment the patient had
+            continue  # the study's own drug, not a treatment the patient had (an observational
+            # study gives none: the treatments its inclusions name are the patients')
         if section == "inclusion" and concept in own and not (negated or _PRIOR.search(clause)):
             continue  # the trial's own treatment ("not progressed after 4 courses of it")
         carved = any(a <= span[0] < b for a, b in exceptions)
@@ -616,6 +666,7 @@ def _mentions(
         if_had = section == "inclusion" and (
             (_IF_HAD.search(clause_before) and _THEN.search(text[span[1] : end]))
             or _FOR_THOSE.search(clause_before)
+            or _OPENS_FOR_THOSE.match(clause)
             or _COMPLETED.search(text[span[1] : end])
         )
         if if_had and not negated:
@@ -624,7 +675,7 @@ def _mentions(
             section == "inclusion"
             and concept in TREATMENTS
             and not negated
-            and (not _REQUIRED.search(clause) or _ELAPSED.search(clause))
+            and (not (_REQUIRED.search(clause) or observational) or _ELAPSED.search(clause))
         ):
             allowed = True  # named in an inclusion without being asked for: a condition on it
         if carved:
@@ -652,6 +703,18 @@ def _mentions(
             near_start, near_end = max(near_start, a), min(near_end, b)
         read = text if carved else outside
         qualifiers, words = _qualifiers(read, near_start, near_end, span, concept)
+        if (
+            concept == "systemic_therapy"
+            and _ANY_TREATMENT.match(text, *span)
+            and not re.search(r"(?i)systemic\s+$", clause_before)
+        ):
+            qualifiers.append("any_treatment")  # local treatment too: radiotherapy, surgery
+        if concept in ("pneumonitis", "interstitial_lung_disease") and _BY_RADIATION.search(
+            text[max(0, span[0] - 20) : span[0] + 10]
+        ):
+            qualifiers.append("after_radiotherapy")  # a harm of radiotherapy: its condition
+        if concept in TREATMENTS and _ADDED.search(clause_before[-30:]):
+            qualifiers.append("combined")  # given with another: "or combination with chemotherapy"
         washout = section == "inclusion" and concept in TREATMENTS and _ELAPSED.search(clause)
         if washout and not negated and any(q.startswith("within") for q in qualifiers):
             direction = "excluded"  # "at least 4 weeks since prior radiotherapy": only if recent
@@ -664,6 +727,33 @@ def _mentions(
             continue
         seen.add(key)
         yield Mention(concept, direction, span, tuple(qualifiers), "; ".join(words))
+
+
+# Systemic-therapy words that name any cancer treatment, local ones too ("no cancer treatment
+# for 2 weeks", "previously untreated"), not only drugs ("systemic therapy", "investigational
+# agents").
+_ANY_TREATMENT = re.compile(
+    r"(?i)(?:anti[-\s]?(?:cancer|tumou?r)|anticancer|antitumou?r|cancer|oncologic)\s+"
+    r"(?:therap|treatment)|previously"
+)
+# A lung harm radiotherapy leaves ("radiation pneumonitis", "radiation-induced ILD").
+_BY_RADIATION = re.compile(r"(?i)radiation[-\s]+(?:induced\s+)?(?:pneumon|interstitial|ild)")
+# Surgery as a point in time, the study's own ("less than 1 year before surgery").
+_BEFORE_STUDY_SURGERY = re.compile(r"(?i)\b(?:prior\s+to|before)\s+(?:the\s+)?(?:planned\s+)?$")
+# A name before "treatment-naive" says what the patient is naive to ("(TKI) treatment naive");
+# "must be treatment-naive" names none.
+_NAIVE_TO = re.compile(
+    r"(?i)(?:\b(?!(?:be|are|is|was|were|been|must|and|or|patients?|subjects?|participants?|who|"
+    r"with|of|for|to)\b)[a-z][\w-]*|\))\s*$"
+)
+# A treatment given with another, not an alternative to it ("or combination with chemotherapy").
+_ADDED = re.compile(r"(?i)\b(?:combination\s+with|combined\s+with|plus|together\s+with)\s+$")
+# Drugs given into a body cavity or a lesion are no systemic therapy ("antineoplastic agent
+# during pleurodesis").
+_LOCAL_DRUG = re.compile(
+    r"(?i)\b(?:intra[-\s]?(?:cavit\w*|pleural|vesical|thecal|lesional|peritoneal|tumou?ral)|"
+    r"topical|pleurodesis)\b"
+)
 
 
 _NEAR = 300  # characters either side of a naming that its words are read from
@@ -687,7 +777,8 @@ def _apart(text: str, one: tuple[int, int], other: tuple[int, int]) -> bool:
 # history of TB" (while "chemotherapy ... or other investigational agents within 3 weeks"
 # is one list under one time window).
 _OTHER_STUDY = re.compile(
-    r"(?i)\b(?:participat\w*|enrol(?:l?ed|ling|ment)?|taking\s+part)\s+in\s+(?:\w+\s+){0,3}?"
+    r"(?i)\b(?:participat\w*|enrol(?:l?ed|ling|ment)?|taking\s+part)\s+in\s+"
+    r"(?!(?:the|this)\s+(?:present\s+|current\s+)?(?:study|trial)\b)(?:\w+\s+){0,3}?"
     r"(?:study|studies|trials?|clinical)\b"
 )
 _NEW_ITEM = re.compile(
@@ -698,6 +789,9 @@ _NEW_ITEM = re.compile(
 
 # Qualifiers said of the noun they stand by: one after a mention and past a list's comma or
 # "or" belongs to a later item.
+_ACTIVE_OR_PAST = re.compile(
+    r"(?i)\b(?:active|current)\w*\b[^;]{0,60}?\bor\s+(?:a\s+)?(?:\w+\s+)?history\s+of\b"
+)
 _ADJECTIVES = frozenset({"active", "untreated", "untreated_active", "symptomatic", "uncontrolled"})
 _ONLY_FOR = {
     "planned": TREATMENTS,
@@ -718,10 +812,23 @@ def _qualifiers(
         if name in _ONLY_FOR and concept not in _ONLY_FOR[name]:
             continue
         for m in pattern.finditer(clause):
+            if name == "planned" and any(
+                a.start() <= m.start() < a.end() and not a.start() <= span[0] - start < a.end()
+                for a in _ASIDE.finditer(clause)
+            ):
+                continue  # "(stage IIIB not amenable to surgery)" is said of the stage
             if name == "toxicity" and start + m.start() > span[0]:
                 continue  # toxicity "from" the treatment names it before
-            if start + m.start() < span[1] and start + m.end() > span[0] and name != "site":
+            if (
+                start + m.start() < span[1]
+                and start + m.end() > span[0]
+                and name not in ("site", "lines")
+            ):
                 continue  # the concept's own words ("chemoradiotherapy")
+            if name == "active" and any(
+                start + alt.end() <= span[0] for alt in _ACTIVE_OR_PAST.finditer(clause)
+            ):
+                continue  # "active or a history of autoimmune disease (such as ...)": both are
             if name in _ADJECTIVES and start + m.start() >= span[1]:
                 between = _ASIDE.sub(" ", text[span[1] : start + m.start()])
                 if re.search(r"[,;]|\bor\b|\band\b", between):
@@ -749,7 +856,7 @@ def question_qualifiers(topic: str) -> frozenset[str]:
     out = {n.partition(": ")[0] for n in names}
     if re.search(r"(?i)\b(?:chest|thora\w*|lung|mediastin\w*)\b", topic):
         out.add("thoracic")
-    ago = _AGO.search(topic)
+    ago = _AGO.search(_LAST.sub(r"1 \1 ago", topic))
     if ago:
         out.add(f"ago: {_weeks(ago.group('n'), ago.group('unit')):g}")
     return frozenset(out)
@@ -778,12 +885,13 @@ def elapsed(text: str) -> frozenset[str]:
     """How long ago the one treatment time a whole question gives was ("last chemo 6 weeks
     ago. Can he join?"), named as question_qualifiers names it; nothing when it gives none or
     several."""
-    found = list(_AGO.finditer(text))
+    found = list(_AGO.finditer(_LAST.sub(r"1 \1 ago", text)))
     if len(found) != 1:
         return frozenset()
     return frozenset({f"ago: {_weeks(found[0].group('n'), found[0].group('unit')):g}"})
 
 
+_LAST = re.compile(r"(?i)\b(?:last|this\s+past)\s+(week|month)\b")  # "last week": 1 week ago
 _AGO = re.compile(
     r"(?i)\b(?P<n>\d+(?:\.\d+)?|a|an|one|two|three|four|five|six|eight|twelve)\s*"
     r"(?P<unit>days?|weeks?|wks?|months?|mos?|years?|yrs?)\s+(?:ago|back|before\s+(?:the\s+)?"
@@ -917,8 +1025,8 @@ def _bound_after(what: str, text: str, at: int, section: str) -> Limit | None:
             op = _FLIP[op] if section == "exclusion" else op
             return Limit(what, op, float(more.group(1)), "%", (at, at + more.end()))
     op_m = _OP.search(window)
-    if op_m is None or re.search(r"[;.]\s", window[: op_m.start()]):
-        return None
+    if op_m is None or re.search(r"(?i)[;.]\s|not\s+specified", window[: op_m.start()]):
+        return None  # the bound is another item's ("Life expectancy: Not specified ...")
     num = re.match(rf"\s*(?:of\s+)?{_NUM}", window[op_m.end() :])
     if num is None:
         return None

@@ -532,7 +532,9 @@ _FIELD_WORDS: tuple[tuple[str, str], ...] = (
         r"\bsign(?:ing|s)?\s+(?:\w+\s+){1,2}up\b|\bopen\s+(?:now|yet|currently|still)\s+(?:for|to)\b|"
         r"\b(?:is|are)\s+(?:it|they)\s+"
         r"(?:open(?![- ]?label)|active|over|finished|done|running)\b|\b(?:still|currently)\s+"
-        r"(?:open|active|running)\b(?![- ]?label)|^\s*(?:is|are)\b.*\b(?:open|active|finished|over|"
+        r"(?:open|active|running)\b(?![- ]?label)(?!\s+(?:hep\w*|infection|disease|tb\b|"
+        r"tuberculosis|hiv|autoimmune|brain|cns|metasta\w*|cancer|\w+itis))|"
+        r"^\s*(?:is|are)\b.*\b(?:open|active|finished|over|"
         r"completed)\s*\??\s*$",
     ),
     (

@@ -257,12 +257,24 @@ def _label(chunk: Chunk) -> str:
     return chunk.criterion_id or chunk.id
 
 
-def _ancestors(concept: str) -> set[str]:
+def _speaks_to(mention: Mention, concept: str) -> bool:
+    """Does a mention name the concept or a broader one ("no anticancer therapy for 2 weeks"
+    is broader than radiotherapy; "no systemic therapy" is not)?"""
+    return (
+        mention.concept == concept
+        or mention.concept in _ancestors(concept)
+        or (concept in TREATMENTS and "any_treatment" in mention.qualifiers)
+        or (concept == "radiotherapy" and "after_radiotherapy" in mention.qualifiers)
+    )
+
+
+@lru_cache(maxsize=64)
+def _ancestors(concept: str) -> frozenset[str]:
     out = set()
     while concept in PARENT:
         concept = PARENT[concept]
         out.add(concept)
-    return out
+    return frozenset(out)
 
 
 def _narrowing(mention: Mention, asked: frozenset[str]) -> bool:
@@ -274,6 +286,8 @@ def _narrowing(mention: Mention, asked: frozenset[str]) -> bool:
         name, _, value = qualifier.partition(": ")
         if name not in NARROWING or (activity and name in _ACTIVITY | {"defined"}):
             continue
+        if activity and name == "within":
+            continue  # what the patient has now is inside any window ("in the last 6 months")
         window = window_weeks(value) if name == "within" and ago is not None else None
         if window is not None and ago is not None:  # "6 weeks ago" against "within 3 months"
             if ago <= window:
@@ -342,10 +356,7 @@ def _decide_concept(
     """One concept: excluded outright (with nothing pulling the other way), required,
     allowed with conditions (excluded only under narrower words, carved back in, allowed
     under conditions), allowed, else not stated."""
-    broader = _ancestors(concept)
-    typed = [
-        t for t in typed if any(m.concept == concept or m.concept in broader for m in t.mentions)
-    ]
+    typed = [t for t in typed if any(_speaks_to(m, concept) for m in t.mentions)]
     if not typed:
         return NOT_STATED
     by_id = {c.criterion_id: c for c in chunks if c.kind == "criterion"}
@@ -372,16 +383,25 @@ def _decide_concept(
         note = _also(*conditions, also)
         return Decision("requires", _cited(required + outright + narrowed), note)
     timed = [(m, c) for m, c in outright if _inside_window(m, asked)]
-    if timed or (outright and not allowed):
+    # a carve-out lets some back in ("autoimmune disease (such as autoimmune hepatitis);
+    # however, vitiligo ... allowed"), though an example of the trait is excluded outright
+    carved = {c.id for m, c in narrowed if "except" in m.qualifiers}
+    if timed or (outright and not allowed and not carved >= {c.id for _, c in outright}):
         # a washout the patient is still inside excludes, whatever allows the treatment
         return Decision("excludes", _cited(timed or outright), "")
+    if outright and not allowed:
+        return Decision("allows with conditions", _cited(outright), "; ".join(conditions))
     if outright:
         pulls = _cited(outright + allowed)
         note = f"criteria pull different ways: {_where_ids(outright)} exclude it, " + (
             f"{_where_ids(allowed)} take it"
         )
         return Decision("allows with conditions", pulls, note)
-    if narrowed or any(_narrowing(m, asked) or c.section == "exclusion" for m, c in allowed):
+    # an allowance on its own terms ("for patients with HBV, the viral load must be
+    # undetectable") is a condition whatever the patient is asked with
+    if narrowed or any(
+        _narrowing(m, asked) or m.condition or c.section == "exclusion" for m, c in allowed
+    ):
         return Decision("allows with conditions", _cited(narrowed + allowed), "; ".join(conditions))
     return Decision("allows", _cited(allowed), "")
 
@@ -408,18 +428,31 @@ def _bearing(
     """The criterion's mentions that bear on an asked concept, each as it bears (a broader
     concept's, see _broader) and whether it names the concept itself; mentions beside the
     asked trait (see _beside) bear on nothing."""
-    broader = _ancestors(concept)
     for mention in criterion.mentions:
-        if (mention.concept != concept and mention.concept not in broader) or _beside(
-            mention, asked
-        ):
+        if not _speaks_to(mention, concept) or _beside(mention, asked):
             continue
         if mention.concept == concept:
             yield mention, True
+        elif "after_radiotherapy" in mention.qualifiers:
+            if mention.direction == "excluded":  # "radiation pneumonitis requiring steroids"
+                yield _harm_of_radiotherapy(mention), False
         else:
             broad = _broader(mention, mention.concept == PARENT.get(concept), criterion)
             if broad is not None:
                 yield broad, False
+
+
+def _harm_of_radiotherapy(mention: Mention) -> Mention:
+    """An excluded harm radiotherapy can leave ("radiation pneumonitis") as a condition on
+    patients who had it: excluded only if they have that harm."""
+    harm = f"radiation {mention.concept.replace('_', ' ')}"
+    return Mention(
+        "radiotherapy",
+        "excluded",
+        mention.span,
+        (*mention.qualifiers, "toxicity"),
+        "; ".join(filter(None, (harm, mention.condition))),
+    )
 
 
 def _broader(mention: Mention, parent: bool, criterion: Typed) -> Mention | None:
@@ -433,7 +466,9 @@ def _broader(mention: Mention, parent: bool, criterion: Typed) -> Mention | None
         return mention
     if not parent:
         return None
-    siblings = sum(1 for m in criterion.mentions if m.concept in TREATMENTS)
+    siblings = sum(
+        1 for m in criterion.mentions if m.concept in TREATMENTS and "combined" not in m.qualifiers
+    )
     if siblings > 1:
         return Mention(
             mention.concept, "allowed", mention.span, mention.qualifiers, mention.condition

@@ -24,14 +24,14 @@ pytestmark = pytest.mark.skipif(
 # Verdict accuracy per topic (40 trials each; a conditional verdict counts only when it cites
 # a criterion the labels give for its condition), the floor CI holds. When the set was built:
 # pd1 .40, egfr_alk .525, hepatitis .80, ild .475, autoimmune .85, thoracic_rt .275; with
-# typed criteria (rag.facts) as below. Issue 11 asks for 0.9 on every topic.
+# typed criteria (rag.facts) as below: 0.9 or more on every topic, as issue 11 asks.
 FLOORS = {
-    "eligibility-pd1": 0.82,
+    "eligibility-pd1": 0.90,
     "eligibility-egfr_alk": 0.92,
-    "eligibility-hepatitis": 0.80,
-    "eligibility-ild": 0.87,
-    "eligibility-autoimmune": 0.97,
-    "eligibility-thoracic_rt": 0.82,
+    "eligibility-hepatitis": 0.90,
+    "eligibility-ild": 0.95,
+    "eligibility-autoimmune": 1.0,
+    "eligibility-thoracic_rt": 0.97,
 }
 
 
@@ -56,3 +56,32 @@ def test_eligibility_verdicts_hold_their_floor(
         assert accuracy is not None
         assert accuracy >= floor - 1e-9, (topic, rows[topic])
     assert report.failures() == []
+
+
+BLIND_SET = Path(__file__).resolve().parents[1] / "eval" / "blind_nsclc.jsonl"
+# Wordings a helper wrote blind (the criteria and the facts only) that the extractive backend
+# still gets wrong, with why.
+BLIND_MISSES = {
+    "f03": "'a week back' with 'how well chemo works' describing the trial: chemotherapy is "
+    "read as a second trait the trial requires",
+    "f09": "psoriasis is not read as an autoimmune disease: lay names of autoimmune diseases "
+    "are not in the concept table",
+    "f11": "psoriasis is not read as an autoimmune disease (as f09)",
+    "f17": "'and needed steroids for it' is split off as a trait of its own, so the pneumonitis "
+    "is not read as steroid-requiring",
+    "f19": "'they put her on steroids' is split off as a trait of its own (as f17)",
+}
+
+
+def test_blind_wordings_over_nsclc_trials(
+    eval_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    """eval/blind_nsclc.jsonl: yes/no questions a helper wrote from the criteria alone."""
+    blind = evaluation.load_set(str(BLIND_SET))
+    assert len(blind.questions) == 20
+    assistant = Assistant(eval_index, embedder, get_backend("extractive"))
+    report = evaluation.run(blind, assistant, backend="extractive", index="eval")
+    wrong = {
+        o.id: f"{o.question!r} -> {o.answer[:120]!r}" for o in report.outcomes if not o.correct
+    }
+    assert set(wrong) == set(BLIND_MISSES), wrong

@@ -24,12 +24,12 @@ SET = Path(__file__).resolve().parents[1] / "eval" / "typed_criteria.jsonl"
 # improves; issue 11 asks for 0.9 on limits and 0.85 on concepts and directions). First
 # scored: concepts .78/.84, directions .63/.71, limits .875/.80.
 FLOORS = {
-    ("concepts", "precision"): 0.83,
-    ("concepts", "recall"): 0.88,
-    ("directions", "precision"): 0.78,
-    ("directions", "recall"): 0.84,
-    ("limits", "precision"): 0.96,
-    ("limits", "recall"): 0.88,
+    ("concepts", "precision"): 0.85,
+    ("concepts", "recall"): 0.92,
+    ("directions", "precision"): 0.80,
+    ("directions", "recall"): 0.87,
+    ("limits", "precision"): 0.97,
+    ("limits", "recall"): 0.93,
 }
 
 
@@ -86,12 +86,48 @@ def _mentions(section: str, text: str) -> set[tuple[str, str]]:
         ("inclusion", "Previously untreated, histologically confirmed NSCLC", {("systemic_therapy", "excluded")}),
         ("inclusion", "Tyrosine Kinase Inhibitor (TKI) treatment naïve.", set()),
         ("inclusion", "Must have not received any cancer treatment for at least 2 weeks.", {("systemic_therapy", "excluded")}),
-        # 'non-infectious' names a kind of pneumonitis, not its absence
-        ("exclusion", "History of (non-infectious) pneumonitis that required steroids", {("pneumonitis", "excluded"), ("steroids_immunosuppressants", "excluded")}),
+        # 'non-infectious' names a kind of pneumonitis, not its absence; the steroids it
+        # required treated it and are no trait of their own
+        ("exclusion", "History of (non-infectious) pneumonitis that required steroids", {("pneumonitis", "excluded")}),
+        # spellings and lists of the viral hepatitides
+        ("exclusion", "Chronic hepatitis type B or type C infection", {("hepatitis_b", "excluded"), ("hepatitis_c", "excluded")}),
+        ("exclusion", "Known active viral hepatitis", {("hepatitis_b", "excluded"), ("hepatitis_c", "excluded")}),
+        ("exclusion", "Active infection including hepatitis B, C or HIV, which makes the patient unsuitable to participate in the study", {("infection", "excluded"), ("hepatitis_b", "excluded"), ("hepatitis_c", "excluded"), ("hiv", "excluded")}),
+        # "could not rule out" is suspected, not absent
+        ("exclusion", "Imaging at screening that could not rule out interstitial pneumonia", {("interstitial_lung_disease", "excluded")}),
+        # a lesion spared is on the lesion's terms; conditions set for those who have it
+        ("inclusion", "At least one measurable lesion has not been subjected to irradiation", {("radiotherapy", "allowed")}),
+        ("inclusion", "For patients with chronic HBV infection, the HBV viral load must be undetectable", {("hepatitis_b", "allowed")}),
+        ("inclusion", "Patients with a history of HCV infection must have been treated and cured", {("hepatitis_c", "allowed")}),
+        ("inclusion", "Patients who received radiochemotherapy must have finished it more than 6 months ago", {("chemotherapy", "allowed"), ("radiotherapy", "allowed")}),
+        # the study's drug or surgery, and drugs given into a cavity, are no prior therapy
+        ("exclusion", "Intrapleural antineoplastic agents given for pleurodesis", set()),
+        ("inclusion", "Last menstrual period less than 1 year before surgery", set()),
+        ("exclusion", "Prior therapy with an antibody-drug conjugate", {("systemic_therapy", "excluded")}),
     ],
 )  # fmt: skip
 def test_concepts_and_directions(section: str, text: str, expected: set[tuple[str, str]]) -> None:
     assert _mentions(section, text) == expected
+
+
+def test_an_observational_study_names_its_patients_treatment() -> None:
+    """An observational study gives no treatment of its own: the one its inclusion names is
+    what its patients are on."""
+    text = "Immunocheckpoint-therapy for malignant disease"
+    assert ("checkpoint_inhibitor", "required") not in _mentions("inclusion", text)
+    typed = type_criterion("c", "inclusion", text, observational=True)
+    assert ("checkpoint_inhibitor", "required") in {
+        (m.concept, m.direction) for m in typed.mentions
+    }
+
+
+def test_an_alternative_history_keeps_active_from_narrowing() -> None:
+    typed = type_criterion(
+        "c", "exclusion", "Any active autoimmune disease or a history of autoimmune disease "
+        "(such as interstitial pneumonia, colitis)",
+    )  # fmt: skip
+    ild = next(m for m in typed.mentions if m.concept == "interstitial_lung_disease")
+    assert "active" not in ild.qualifiers
 
 
 def test_qualifiers_narrow_and_exceptions_carve_back() -> None:
@@ -165,6 +201,9 @@ def test_qualifiers_narrow_and_exceptions_carve_back() -> None:
         ("inclusion", "Performance status: Not specified Hematopoietic: WBC greater than 3,500/mm3", {("wbc", ">", 3500.0)}),
         ("inclusion", "No patients with a life expectancy of less than 12 weeks", {("life_expectancy", ">=", 12.0)}),
         ("inclusion", "No chemotherapy within past 4 weeks", {("washout", ">=", 4.0)}),
+        # an age range after the word age needs no unit; a field "Not specified" has no bound
+        ("inclusion", "Age 18-60.", {("age", ">=", 18.0), ("age", "<=", 60.0)}),
+        ("inclusion", "Life expectancy: Not specified Hematopoietic: CD34+ at least 4 million/kg", set()),
     ],
 )  # fmt: skip
 def test_numeric_limits_read_the_eligible_way_round(
@@ -223,6 +262,21 @@ def _verdict(*criteria: tuple[str, str], topic: str) -> tuple[str, str]:
         ([("exclusion", "Radiotherapy to more than 30% of the bone marrow")], "radiotherapy to the chest", "allows with conditions"),
         ([("inclusion", "Documented EGFR mutation"), ("exclusion", "EGFR T790M mutation")], "an EGFR mutation", "requires"),
         ([("inclusion", "Adequate organ function")], "HIV", "not stated"),
+        # any cancer treatment includes radiotherapy; systemic therapy does not
+        ([("inclusion", "Must have not received any cancer treatment for at least 2 weeks.")], "radiotherapy to the chest", "allows with conditions"),
+        ([("inclusion", "Previously untreated stage III NSCLC")], "radiotherapy to the chest", "excludes"),
+        ([("exclusion", "Prior lines of systemic anti-tumor therapy ≥ 2")], "radiotherapy to the chest", "not stated"),
+        # a harm radiotherapy can leave is a condition on those who had it
+        ([("exclusion", "History of ILD or radiation pneumonitis requiring steroids")], "radiotherapy to the chest", "allows with conditions"),
+        # what a patient has now is inside any window
+        ([("exclusion", "Known active or chronic viral hepatitis, or a history of hepatitis within the last 6 months")], "active hepatitis B", "excludes"),
+        # a "however" carve-out lets some back in; an example of the disease is not carved
+        ([("exclusion", "Any active autoimmune disease or a history of autoimmune disease (such as autoimmune hepatitis, colitis); however, patients with vitiligo or psoriasis are allowed to be included")], "autoimmune disease", "allows with conditions"),
+        ([("exclusion", "Any active autoimmune disease or a history of autoimmune disease (such as interstitial pneumonia); however, patients with vitiligo are allowed to be included")], "a history of interstitial lung disease", "excludes"),
+        # the study's drug is no prior therapy
+        ([("exclusion", "Any condition that contraindicates the use of an investigational drug")], "prior anti-PD-1 therapy", "not stated"),
+        # an allowance on its own terms is a condition
+        ([("inclusion", "For patients with chronic HBV infection, the HBV viral load must be undetectable")], "active hepatitis B", "allows with conditions"),
     ],
 )  # fmt: skip
 def test_verdicts_from_typed_criteria(
