@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import store
+from rag import evaluation, store
+from rag.answer import Assistant
 from rag.embed import SentenceEmbedder
+from rag.llm.base import get_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -44,3 +46,18 @@ def eval_index(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceEmbed
     paths = [CORPUS] + ([NSCLC] if NSCLC.exists() else [])
     store.build(paths, embedder, root=root)
     return store.load(root=root)
+
+
+def run_set(
+    path: Path, index: store.Index, embedder: SentenceEmbedder, name: str
+) -> tuple[evaluation.Report, dict[str, str]]:
+    """An eval set run by the extractive backend, and its wrong answers: id -> question and
+    the start of the answer given."""
+    assistant = Assistant(index, embedder, get_backend("extractive"))
+    report = evaluation.run(
+        evaluation.load_set(str(path)), assistant, backend="extractive", index=name
+    )
+    wrong = {
+        o.id: f"{o.question!r} -> {o.answer[:120]!r}" for o in report.outcomes if not o.correct
+    }
+    return report, wrong

@@ -15,7 +15,7 @@ from rag import evaluation, store
 from rag.answer import Assistant
 from rag.embed import SentenceEmbedder
 from rag.llm.base import get_backend
-from tests.conftest import NSCLC
+from tests.conftest import NSCLC, run_set
 
 SET = Path(__file__).resolve().parents[1] / "eval" / "eligibility.jsonl"
 pytestmark = pytest.mark.skipif(
@@ -77,11 +77,6 @@ def test_blind_wordings_over_nsclc_trials(
     eval_index: store.Index, embedder: SentenceEmbedder
 ) -> None:
     """eval/blind_nsclc.jsonl: yes/no questions a helper wrote from the criteria alone."""
-    blind = evaluation.load_set(str(BLIND_SET))
-    assert len(blind.questions) == 20
-    assistant = Assistant(eval_index, embedder, get_backend("extractive"))
-    report = evaluation.run(blind, assistant, backend="extractive", index="eval")
-    wrong = {
-        o.id: f"{o.question!r} -> {o.answer[:120]!r}" for o in report.outcomes if not o.correct
-    }
+    report, wrong = run_set(BLIND_SET, eval_index, embedder, "eval")
+    assert len(report.outcomes) == 20
     assert set(wrong) == set(BLIND_MISSES), wrong

@@ -16,6 +16,7 @@ from rag.answer import Assistant
 from rag.cli import app
 from rag.embed import SentenceEmbedder
 from rag.llm.base import get_backend
+from tests.conftest import run_set
 
 SEED_SET = Path(__file__).resolve().parents[1] / "eval" / "seed.jsonl"
 SEEDS = evaluation.load_set(str(SEED_SET))
@@ -162,12 +163,7 @@ def test_blind_set_holds_its_thresholds(
     seed_index: store.Index, embedder: SentenceEmbedder
 ) -> None:
     """eval/blind.jsonl: questions and answers helpers wrote from the pages alone."""
-    blind = evaluation.load_set(str(BLIND_SET))
-    assert len(blind.questions) == 155
-    assistant = Assistant(seed_index, embedder, get_backend("extractive"))
-    report = evaluation.run(blind, assistant, backend="extractive", index="default")
-    wrong = {
-        o.id: f"{o.question!r} -> {o.answer[:120]!r}" for o in report.outcomes if not o.correct
-    }
+    report, wrong = run_set(BLIND_SET, seed_index, embedder, "default")
+    assert len(report.outcomes) == 155
     assert set(wrong) == set(BLIND_MISSES), wrong
     assert report.failures() == []
