@@ -284,10 +284,9 @@ def _narrowing(mention: Mention, asked: frozenset[str]) -> bool:
     ago = _ago(asked)
     for qualifier in mention.qualifiers:
         name, _, value = qualifier.partition(": ")
-        if name not in NARROWING or (activity and name in _ACTIVITY | {"defined"}):
+        # what the patient has now meets "active", its definition and any time window
+        if name not in NARROWING or (activity and name in _ACTIVITY | {"defined", "within"}):
             continue
-        if activity and name == "within":
-            continue  # what the patient has now is inside any window ("in the last 6 months")
         window = window_weeks(value) if name == "within" and ago is not None else None
         if window is not None and ago is not None:  # "6 weeks ago" against "within 3 months"
             if ago <= window:
