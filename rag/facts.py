@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 7  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 8  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
@@ -98,7 +98,8 @@ CONCEPTS: dict[str, str] = {
         r"(?:\w+\s+){0,2}?(?:mutations?|mutant|mutated|positive|\+|wild[-\s]?type|negative|"
         r"alterations?|exon)|(?:mutations?|mutant|mutated|wild[-\s]?type) (?:of |in )?(?:the )?"
         r"egfr|ex(?:on)?\s?19\s?del\w*|exon 19 deletion|l858r|t790m|exon 20 insertion|"
-        r"egfr[-\s]mutated|\begfr\b(?![-\s]*(?:tkis?|inhibitors?|tyrosine|targe?t\w*|antibod))"
+        r"egfr[-\s]mutated|\begfr\b(?![-\s]*(?:tkis?|inhibitors?|tyrosine|targe?t\w*|antibod|"
+        r"(?:over)?express|amplif|protein))"
     ),
     "alk_rearrangement": (
         r"alk(?:[-\s]gene)?[-\s]*(?:\w+\s+){0,2}?(?:rearrange\w*|fusions?|positive|\+|"
@@ -123,7 +124,7 @@ CONCEPTS: dict[str, str] = {
         r"leptomeningeal|meningeal (?:metasta\w*|carcinomatosis)|spinal cord compression|"
         r"brain (?:or|and|/) (?:spinal|leptomeningeal|meningeal)"
     ),
-    "hiv": r"\bhiv\b|human immunodeficiency virus|\baids\b",
+    "hiv": r"(?:\bhiv\b|human immunodeficiency virus)(?!\s+(?:vaccin|immuni[sz]))|\baids\b",
     "hepatitis_b": (
         r"hepatitis\s*(?:type\s+)?b(?:\s*(?:and/or|or|/|and|,)\s*(?:type\s+)?c)?\b"
         r"(?!\s+(?:surface\s+antibod|vaccin|immun))|"
@@ -495,6 +496,12 @@ def _separators(text: str) -> tuple[list[int], list[int]]:
     return [a for a, _ in spans], [b for _, b in spans]
 
 
+# A carve-out ends where its criterion names whom it excludes next.
+_NEW_SUBJECT = re.compile(
+    r"(?i),?\s+(?:and|or)\s+(?:patients?|subjects?|participants?|those|anyone)\s+(?:with|who)\b"
+)
+
+
 def _exceptions(text: str) -> list[tuple[int, int]]:
     """Spans of what an exception clause lets back in: from its opening word to the clause's
     end."""
@@ -502,10 +509,13 @@ def _exceptions(text: str) -> list[tuple[int, int]]:
     for cue in _EXCEPT.finditer(text):
         if re.match(r"but\s+not", cue.group(), re.I):
             continue
-        _, end = _clause_bounds(text, cue.end())
+        start, end = _clause_bounds(text, cue.end())
+        before = text[start : cue.start()]
         closing = re.search(r"\)", text[cue.end() : end])
-        if closing and "(" in text[max(0, cue.start() - 80) : cue.start()]:
+        if closing and before.count("(") > before.count(")"):  # it ends with its aside
             end = cue.end() + closing.start()
+        if subject := _NEW_SUBJECT.search(text, cue.end(), end):
+            end = subject.start()  # "other than X, and patients with Y": Y is excluded again
         out.append((cue.start(), end))
     out.extend(
         (m.start(), m.end()) for m in re.finditer(r"(?i)\bexceptions?\b[^:]{0,40}:[^;]*", text)
@@ -632,6 +642,18 @@ def _mentions(
         clause = text[start:end]
         if _OTHER_STUDY.search(clause):
             continue  # taking part in another study is no treatment the question asks about
+        if any(
+            PARENT.get(c) == concept and o[1] <= span[0] and not text[o[1] : span[0]].strip(" -")
+            for c, o in found
+        ):
+            continue  # "PD-1 immune checkpoint inhibitor": one drug, named by its kind too
+        if concept not in TREATMENTS and any(
+            c in TREATMENTS and o[1] <= span[0] and _FOR_WHAT.fullmatch(text, o[1], span[0])
+            for c, o in found
+        ):
+            continue  # "no prior chemotherapy for HIV-associated lymphoma": what it treated
+        if _RISK_OF.search(clause_before):
+            continue  # "high-risk behavior for HIV infection": a risk of it is not having it
         if (
             concept == "systemic_therapy"
             and _NAIVE_TO.search(text, 0, span[0])
@@ -722,6 +744,11 @@ def _mentions(
             direction = "allowed"  # "adverse effects from prior radiotherapy must have resolved"
         elif "lesion" in qualifiers and not washout:
             direction = "allowed"  # on the lesion's terms: "irradiated sites are not measurable"
+        if direction == "required" and any(
+            a.start() <= at < a.end() and _EXAMPLES.match(a.group())
+            for a in _ASIDE.finditer(clause)
+        ):
+            continue  # "at least 1 prior therapy (e.g., radiotherapy, chemotherapy)": one of them
         key = f"{concept}:{direction}"
         if key in seen and not qualifiers:
             continue
@@ -729,6 +756,13 @@ def _mentions(
         yield Mention(concept, direction, span, tuple(qualifiers), "; ".join(words))
 
 
+# An aside that gives examples: any one of them meets what it follows.
+_EXAMPLES = re.compile(r"(?i)\(\s*(?:e\.?\s?g\b|such\s+as\b|for\s+example\b)")
+# Between a treatment and the disease it was given for ("radiotherapy for brain metastases").
+_FOR_WHAT = re.compile(
+    r"(?i)\s+(?:\w+\s+)?for\s+(?:the\s+)?(?:treatment\s+of\s+)?(?:[\w-]+\s+){0,2}"
+)
+_RISK_OF = re.compile(r"(?i)\brisks?\b(?:\s+\w+){0,2}?\s+(?:for|of)\s+(?:\w+\s+)?$")
 # Systemic-therapy words that name any cancer treatment, local ones too ("no cancer treatment
 # for 2 weeks", "previously untreated"), not only drugs ("systemic therapy", "investigational
 # agents").

@@ -24,10 +24,10 @@ SET = Path(__file__).resolve().parents[1] / "eval" / "typed_criteria.jsonl"
 # improves; issue 11 asks for 0.9 on limits and 0.85 on concepts and directions). First
 # scored: concepts .78/.84, directions .63/.71, limits .875/.80.
 FLOORS = {
-    ("concepts", "precision"): 0.85,
+    ("concepts", "precision"): 0.89,
     ("concepts", "recall"): 0.92,
-    ("directions", "precision"): 0.80,
-    ("directions", "recall"): 0.87,
+    ("directions", "precision"): 0.85,
+    ("directions", "recall"): 0.88,
     ("limits", "precision"): 0.97,
     ("limits", "recall"): 0.93,
 }
@@ -104,6 +104,18 @@ def _mentions(section: str, text: str) -> set[tuple[str, str]]:
         ("exclusion", "Intrapleural antineoplastic agents given for pleurodesis", set()),
         ("inclusion", "Last menstrual period less than 1 year before surgery", set()),
         ("exclusion", "Prior therapy with an antibody-drug conjugate", {("systemic_therapy", "excluded")}),
+        # a carve-out ends with its aside, or where the criterion names whom it excludes next
+        ("exclusion", "Patients with primary nephrotic syndrome other than membranous nephropathy, and patients with secondary nephrotic syndrome caused by autoimmune disease", {("autoimmune_disease", "excluded")}),
+        ("inclusion", "Measurable disease (bone lesions alone are not measurable, unless they have grown) No CNS metastases", {("brain_metastases", "excluded")}),
+        # a risk of it, a vaccine against it, or the disease a treatment was for is no trait
+        ("exclusion", "At high risk for HIV infection", set()),
+        ("exclusion", "Any vaccine within 2 weeks before HIV immunizations", set()),
+        ("inclusion", "No prior radiotherapy for brain metastases", {("radiotherapy", "excluded")}),
+        # examples of a required therapy are each optional; a drug named with its kind is one
+        ("inclusion", "Progressed after at least one prior therapy (e.g., chemotherapy or radiotherapy)", set()),
+        ("inclusion", "Received prior PD-1 immune checkpoint inhibitor treatment", {("pd1_pdl1", "required")}),
+        # a receptor's expression is no mutation
+        ("inclusion", "Tumour with EGFR overexpression by immunohistochemistry", set()),
     ],
 )  # fmt: skip
 def test_concepts_and_directions(section: str, text: str, expected: set[tuple[str, str]]) -> None:
