@@ -37,6 +37,7 @@ from rag.citations import (
     NO_TRIAL_NAMED,
     NOT_STATED,
     check_citations,
+    mark_unsupported,
     parse_verdicts,
     summary_line,
 )
@@ -467,6 +468,7 @@ class Assistant:
         typed = {t.criterion_id: t for g in groups for t in self.index.typed(g.trial.id)}
         verdicts = parse_verdicts(raw, trials, passages, check_verdict(q, terms, typed))
         text, citations, removed = check_citations(raw, passages)
+        text, unsupported = self._unsupported(text)
         lines = [ln for ln in text.splitlines() if not re.match(r"\d+ trials? checked:", ln)]
         lead = _scan_lead(q, verdicts)
         left = _left_out(q, self.index.trials.values(), {g.trial.id for g in groups})
@@ -484,6 +486,7 @@ class Assistant:
             abstained=nothing and q.kind != "count",
             hits=tuple(h for g in groups for h in g.hits),
             removed_markers=removed,
+            unsupported=() if nothing and q.kind != "count" else unsupported,
         )
 
     # --- the backend ------------------------------------------------------------------------
@@ -509,10 +512,12 @@ class Assistant:
         )
         raw = yield from _relay(self.backend.generate(task))
         text, citations, removed = check_citations(raw, passages)
+        text, unsupported = self._unsupported(text)
         abstained = not citations
         if abstained:
             trial = self.index.trials.get(q.trials[0]) if len(q.trials) == 1 else None
             text = NOT_STATED.format(trial=render.trial_name(trial)) if trial else CANNOT_ANSWER
+            unsupported = ()
         cited = {c.trial_id for c in citations}
         return Answer(
             q.text,
@@ -521,8 +526,14 @@ class Assistant:
             abstained=abstained,
             hits=tuple(hits or [Hit(p.chunk, 0.0) for p in passages]),
             removed_markers=removed,
+            unsupported=unsupported,
             trial_id=cited.pop() if len(cited) == 1 else None,
         )
+
+    def _unsupported(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """A model's sentences that cite no passage, marked; the extractive backend writes
+        only sentences built from cited passages."""
+        return (text, ()) if self.backend.name == "extractive" else mark_unsupported(text)
 
     def _plan(self, text: str, rules: Question, trial: str | None) -> Question | None:
         """Ask the backend for the typed question as JSON; None when it gives no valid plan."""

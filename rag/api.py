@@ -167,6 +167,7 @@ class AskOut(BaseModel):
     citations: list[CitationOut]
     verdicts: list[VerdictOut]
     abstained: bool
+    unsupported: list[str]
     question: QuestionOut | None
     trial_id: str | None
     conversation_id: str | None
@@ -634,6 +635,7 @@ def _out(answer: Any, conversation_id: str | None, timings: dict[str, float]) ->
         citations=[CitationOut(**c) for c in data["citations"]],
         verdicts=[VerdictOut(**v) for v in data["verdicts"]],
         abstained=data["abstained"],
+        unsupported=data["unsupported"],
         question=QuestionOut.model_validate(data["question"]) if data["question"] else None,
         trial_id=answer.trial_id,
         conversation_id=conversation_id,

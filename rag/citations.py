@@ -43,7 +43,8 @@ def check_citations(
 
     text = _MARKER.sub(keep, raw)
     text = re.sub(r"[ \t]+([.,;:])", r"\1", text)
-    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    text = re.sub(r"[ \t]+$", "", text, flags=re.MULTILINE).strip()
     citations = tuple(
         Citation(
             marker=m,
@@ -58,6 +59,38 @@ def check_citations(
         for m, c in sorted(used.items())
     )
     return text, citations, tuple(removed)
+
+
+UNSUPPORTED = "[unsupported]"
+# Where a sentence ends: its stop and the markers after it ("It is recruiting. [2]"), then a
+# capital or the line's end; not after "Dr.", "e.g.", "vs." or an initial ("J. Smith").
+_STOP = re.compile(r"[.!?]+((?:\s*\[\d+\])*)(?=\s+[A-Z\"'(\[]|\s*$)")
+_ABBREVIATION = re.compile(
+    r"(?:\b(?i:dr|mr|mrs|ms|prof|vs|etc|approx|no|fig|st)|(?i:e\.g|i\.e)|\b[A-Z])$"
+)
+
+
+def mark_unsupported(text: str) -> tuple[str, tuple[str, ...]]:
+    """Mark each sentence of a model's answer that cites no passage, so it is not shown as
+    fact; the sentences marked. A heading line ending in ":" claims nothing."""
+    unsupported: list[str] = []
+    lines = []
+    for line in text.split("\n"):
+        start, parts = 0, []
+        ends = [m for m in _STOP.finditer(line) if not _ABBREVIATION.search(line[: m.start()])]
+        for end in [*(m.end() for m in ends), len(line)]:
+            sentence = line[start:end]
+            start = end
+            said = sentence.strip()
+            if not re.search(r"\w", said) or _MARKER.search(said) or said.endswith(":"):
+                parts.append(sentence)
+                continue
+            unsupported.append(said)
+            stop = re.search(r"[.!?]+$", sentence.rstrip())
+            at = stop.start() if stop else len(sentence.rstrip())
+            parts.append(f"{sentence[:at].rstrip()} {UNSUPPORTED}{sentence[at:]}")
+        lines.append("".join(parts))
+    return "\n".join(lines), tuple(unsupported)
 
 
 _VERDICT_WORDS = "|".join(sorted(VERDICTS, key=len, reverse=True))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rag.citations import UNSUPPORTED
 from rag.errors import RagError
 from rag.facts import type_trial
 from rag.filters import FILTER_KEYS
@@ -317,6 +318,8 @@ def ask(
             typer.echo(f"[{citation.marker}] {where} ({citation.section}): {text}")
         for marker in answer.removed_markers:
             typer.echo(f"warning: removed citation [{marker}]: no such passage", err=True)
+        for sentence in answer.unsupported:
+            typer.echo(f"warning: cites no passage, marked {UNSUPPORTED}: {sentence}", err=True)
 
 
 CHAT_HELP = """Commands:
@@ -416,7 +419,7 @@ def _chat_turn(
             typer.echo(piece, nl=False)
     if streamed:
         typer.echo("")
-        if answer.removed_markers or answer.abstained:
+        if answer.removed_markers or answer.unsupported or answer.abstained:
             typer.echo(f"(checked) {answer.text}")
     else:
         typer.echo(answer.text)

@@ -243,6 +243,7 @@ class Answer:
     abstained: bool = False
     hits: tuple[Hit, ...] = ()
     removed_markers: tuple[int, ...] = ()
+    unsupported: tuple[str, ...] = ()  # a model's sentences that cite nothing, marked in text
     trial_id: str | None = None  # the trial the answer is about, for follow-ups
     understood: Question | None = None  # the typed question it answers
 
@@ -271,5 +272,6 @@ class Answer:
                 for v in self.verdicts
             ],
             "abstained": self.abstained,
+            "unsupported": list(self.unsupported),
             "question": self.understood.to_dict() if self.understood else None,
         }

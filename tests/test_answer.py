@@ -157,7 +157,8 @@ def test_ask_command_json(seed_index_root: Path, monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(app, ["ask", "which trials allow prior PD-1 inhibitors?", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"answer", "citations", "verdicts", "abstained", "question"}
+    assert set(data) == {"answer", "citations", "verdicts", "abstained", "unsupported", "question"}
+    assert data["unsupported"] == []  # the extractive backend writes only cited sentences
     assert (
         data["question"]["kind"] == "scan" and data["question"]["topic"] == "prior PD-1 inhibitors"
     )

@@ -246,10 +246,13 @@ def test_backend_failures_return_the_passages(
             assert slow.json()["passages"] and slow.elapsed.total_seconds() < 7
 
             behaviour.delay = 0.0
-            behaviour.reply = "Platelets of at least 100 × 10^9/L [1]."
+            behaviour.reply = "Platelets of at least 100 × 10^9/L [1]. It is free."
             good = ask(url, body).json()
-            assert good["answer"] == "Platelets of at least 100 × 10^9/L [1]."
+            assert good["answer"] == (
+                "Platelets of at least 100 × 10^9/L [1]. It is free [unsupported]."
+            )
             assert good["citations"][0]["marker"] == 1
+            assert good["unsupported"] == ["It is free."]
 
 
 def test_serve_binds_loopback_by_default() -> None:

@@ -96,19 +96,22 @@ def test_server_down() -> None:
         list(backend("http://127.0.0.1:9/v1", retries=1).generate(TASK))
 
 
-def test_answer_through_openai_strips_invented_markers(
+def test_answer_through_openai_strips_invented_markers_and_marks_what_cites_nothing(
     server: tuple[str, Behaviour], seed_index: store.Index, embedder: SentenceEmbedder
 ) -> None:
     url, behaviour = server
     behaviour.reply = (
-        "The Fudan trial requires platelets ≥ 100 × 10^9/L [1]. It also needs a pet [42]."
+        "The Fudan trial requires platelets ≥ 1.5 × 10^11/L [1]. It also needs a pet [42]. "
+        "Dr. Li runs it. Its neutrophils bound is also given. [1]"
     )
     assistant = Assistant(seed_index, embedder, get_backend("openai", base_url=url, api_key="k"))
     answer = assistant.ask("what platelet count does the Fudan trial require?")
     assert answer.removed_markers == (42,)
-    assert (
-        answer.text == "The Fudan trial requires platelets ≥ 100 × 10^9/L [1]. It also needs a pet."
+    assert answer.text == (
+        "The Fudan trial requires platelets ≥ 1.5 × 10^11/L [1]. It also needs a pet "
+        "[unsupported]. Dr. Li runs it [unsupported]. Its neutrophils bound is also given. [1]"
     )
+    assert answer.unsupported == ("It also needs a pet.", "Dr. Li runs it.")
     assert [c.marker for c in answer.citations] == [1]
     assert answer.citations[0].trial_id == "T-fcd9d254a2"
     prompt = behaviour.requests[-1]["messages"]
@@ -144,6 +147,7 @@ def test_llm_verdicts_are_checked_against_the_cited_text(
     assert got["NCT04984096"] == "not stated"  # its cited passage is not about PD-1
     assert got["T-fcd9d254a2"] == "not stated"  # [999] was never retrieved
     assert answer.removed_markers == (999,)
+    assert "- T-fcd9d254a2: allows [unsupported]" in answer.text.splitlines()
     assert answer.text.splitlines()[-1] == "5 trials checked: 1 excludes, 4 do not state it"
 
 
@@ -162,6 +166,25 @@ def test_ask_with_the_server_down_still_shows_the_passages(
     )
     assert result.stdout.startswith("Retrieved passages (no answer was written):\n 1. ")
     assert "T-fcd9d254a2/inclusion/8.2" in result.stdout
+
+
+def test_ask_warns_of_each_sentence_that_cites_nothing(
+    server: tuple[str, Behaviour], seed_index_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, behaviour = server
+    behaviour.reply = "Platelets of at least 100 × 10^9/L [1]. Parking is free."
+    monkeypatch.chdir(seed_index_root)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    result = CliRunner().invoke(
+        app, ["ask", "what platelet count does the Fudan trial require?", "-b", "openai"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(
+        "Platelets of at least 100 × 10^9/L [1]. Parking is free [unsupported].\n"
+    )
+    assert result.stderr.splitlines() == [
+        "warning: cites no passage, marked [unsupported]: Parking is free."
+    ]
 
 
 SEED_SET = Path(__file__).resolve().parents[1] / "eval" / "seed.jsonl"
