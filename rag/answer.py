@@ -37,6 +37,7 @@ from rag.citations import (
     NO_TRIAL_NAMED,
     NOT_STATED,
     check_citations,
+    inert,
     mark_unsupported,
     parse_verdicts,
     summary_line,
@@ -929,14 +930,15 @@ def _messages(
     lead: str = "",
 ) -> tuple[dict[str, str], ...]:
     context = "\n\n".join(
-        f"[{p.marker}] {p.chunk.title} ({p.chunk.trial_id}) | {p.chunk.section}"
+        f"[{p.marker}] {inert(p.chunk.title)} ({p.chunk.trial_id}) | {p.chunk.section}"
         + (f" {p.chunk.criterion_id}" if p.chunk.criterion_id else "")
-        + f"\n{p.chunk.text}"
+        + f"\n{inert(p.chunk.text)}"
         for p in passages
     )
     system = prompt("system").format(cannot_answer=CANNOT_ANSWER)
     found = "\n".join(
-        f"- {f.name}: {f.label} {f.value}".rstrip() + (f" [{f.marker}]" if f.marker else "")
+        f"- {inert(f.name)}: {inert(f.label)} {inert(f.value)}".rstrip()
+        + (f" [{f.marker}]" if f.marker else "")
         for f in facts or ()
     )
     user = prompt(kind).format(

@@ -25,6 +25,13 @@ NAME_THE_TRIAL = "Which trial do you mean? Name it by its NCT number, title, spo
 _MARKER = re.compile(r"\[(\d+)\]")
 
 
+def inert(text: str) -> str:
+    """Record text made data wherever it is written into a backend's prompt or answer: its
+    own "[7]" becomes "［7］", no marker of ours, and its line breaks become spaces, so it
+    cannot open a verdict line of its own."""
+    return _MARKER.sub(r"［\1］", " ".join(text.split()))
+
+
 def check_citations(
     raw: str, passages: tuple[Passage, ...]
 ) -> tuple[str, tuple[Citation, ...], tuple[int, ...]]:
@@ -131,7 +138,9 @@ def parse_verdicts(
         else:
             marker = own[0] if own else None
             criterion = by_marker[marker].criterion_id if marker else None
-        found.setdefault(trial_id, Verdict(trial_id, verdict, criterion, marker, note))
+        if trial_id not in found or (found[trial_id].marker is None and marker is not None):
+            # a cited verdict stands over an earlier line for the trial that cites nothing
+            found[trial_id] = Verdict(trial_id, verdict, criterion, marker, note)
     return tuple(found.get(t["id"], Verdict(t["id"], "not stated", None)) for t in trials)
 
 

@@ -13,12 +13,14 @@ one line naming it and the fix; the rest are still ingested.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from rag.types import Source, Trial
 # Far above any single registry record (the largest of 2,271 legacy XML files is under 100 kB),
 # so a bigger file is most likely not a record; a bulk export that large should be split.
 MAX_FILE_BYTES = 10 * 1024 * 1024
+# Over twice the longest of 41,764 real criteria (4,072 characters in ../shared/data).
+MAX_CRITERION_CHARS = 10_000
 _SNIFF_BYTES = 8192
 # Share of control characters above which bytes are not text.
 _BINARY_CONTROL_SHARE = 0.05
@@ -59,6 +63,17 @@ def ingest_paths(paths: Iterable[Path]) -> list[FileReport]:
                 fmt, trials, warnings = _ingest(file)
             except IngestError as exc:
                 reports.append(FileReport(str(file), None, error=str(exc)))
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                # a shape no reader expected: this file is reported, the others go on
+                what = " ".join(str(exc).split())[:200]
+                reports.append(
+                    FileReport(
+                        str(file),
+                        None,
+                        error=f"{file}: unexpected content ({type(exc).__name__}: {what}); "
+                        "save the record again from its registry, or report this file",
+                    )
+                )
             else:
                 reports.append(FileReport(str(file), fmt, tuple(trials), tuple(warnings)))
     return reports
@@ -75,7 +90,7 @@ def _walk(path: Path) -> Iterator[Path]:
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 if not name.startswith("."):
-                    yield Path(root) / name
+                    yield Path(root) / name  # a FIFO or socket is refused by read_text
     else:
         yield path
 
@@ -86,18 +101,44 @@ def _ingest(path: Path) -> tuple[str, list[Trial], list[str]]:
     if stripped.startswith(("{", "[")):
         fmt, trials, more = _from_json(text, path)
     elif stripped.startswith("<"):
-        fmt, trials, more = "ctgov-xml", [_from_xml(text, path)], []
+        trial = _from_xml(text, path)
+        fmt, trials, more = "ctgov-xml", [trial], list(trial.warnings)
     else:
         layout = layouts.detect(text)
         trial = layouts.parse_page(text, str(path), layout)
         fmt, trials, more = trial.source.format, [trial], list(trial.warnings)
-    return fmt, [derive(t) for t in trials], warnings + more
+    bounded = [_bounded(t, more) for t in trials]
+    return fmt, [derive(t) for t in bounded], warnings + more
+
+
+def _bounded(trial: Trial, warnings: list[str]) -> Trial:
+    """The trial with each criterion cut to MAX_CRITERION_CHARS, so one runaway line cannot
+    take the memory of a whole index build; a warning names each one cut."""
+    criteria = []
+    for c in trial.criteria:
+        if len(c.text) > MAX_CRITERION_CHARS:
+            warnings.append(
+                f"{trial.id}: criterion {c.id} is {len(c.text):,} characters; only its first "
+                f"{MAX_CRITERION_CHARS:,} are kept - check the record's eligibility text"
+            )
+            start = c.span[0]
+            c = replace(
+                c, text=c.text[:MAX_CRITERION_CHARS], span=(start, start + MAX_CRITERION_CHARS)
+            )
+        criteria.append(c)
+    return replace(trial, criteria=tuple(criteria)) if criteria != list(trial.criteria) else trial
 
 
 def read_text(path: Path) -> tuple[str, list[str]]:
     """The file decoded as UTF-8 (BOM or not), else cp1252 with a warning."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the run forever
+            raise IngestError(
+                f"{path}: not a regular file (a pipe, socket or device); "
+                "copy the record into a file and ingest that"
+            )
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             raise IngestError(
                 f"{path}: file is {size / 1_048_576:.1f} MB, over the "
@@ -109,6 +150,33 @@ def read_text(path: Path) -> tuple[str, list[str]]:
         raise IngestError(
             f"{path}: cannot read ({exc.strerror or exc}); check the path and its permissions"
         ) from exc
+    text, warnings = _decode(path, data)
+    # One line ending for every reader ("\r\n" from Windows, "\r" from old Macs), as Python's
+    # text files have it; spans are offsets into this text.
+    return text.replace("\r\n", "\n").replace("\r", "\n"), warnings
+
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _decode(path: Path, data: bytes) -> tuple[str, list[str]]:
+    for bom, encoding in _BOMS:  # UTF-32 first: its little-endian BOM begins like UTF-16's
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise IngestError(
+                    f"{path}: starts with a {encoding.upper()} byte-order mark but is not "
+                    f"{encoding.upper()} (byte {exc.start}); save the record again as UTF-8"
+                ) from None
+            if not text.strip():
+                raise IngestError(f"{path}: empty file; remove it or save the record again")
+            return text, []
     if not data.strip():
         raise IngestError(f"{path}: empty file; remove it or save the record again")
     if _looks_binary(data[:_SNIFF_BYTES]):
@@ -144,6 +212,11 @@ def _from_json(text: str, path: Path) -> tuple[str, list[Trial], list[str]]:
             f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
             "the file is truncated or corrupt - download it again"
         ) from None
+    except RecursionError:
+        raise IngestError(
+            f"{path}: JSON nested too deep to be a trial record; "
+            "download the record as JSON from ClinicalTrials.gov"
+        ) from None
     if isinstance(data, dict) and "protocolSection" in data:
         fmt, studies = "ctgov-v2-study", [data]
     elif isinstance(data, dict) and isinstance(data.get("studies"), list):
@@ -158,16 +231,29 @@ def _from_json(text: str, path: Path) -> tuple[str, list[Trial], list[str]]:
     trials: list[Trial] = []
     warnings: list[str] = []
     for index, study in enumerate(studies):
+        study = _unbox(study)
         if not isinstance(study, dict) or not isinstance(study.get("protocolSection"), dict):
             warnings.append(f"record {index} skipped: no protocolSection")
             continue
-        trials.append(_study(study["protocolSection"], str(path), fmt))
+        trial = _study(study["protocolSection"], str(path), fmt)
+        trials.append(trial)
+        warnings.extend(trial.warnings)
     if not trials:
         raise IngestError(
             f"{path}: JSON holds no ClinicalTrials.gov study (no protocolSection in any record); "
             "download the records as JSON from ClinicalTrials.gov"
         )
     return fmt, trials, warnings
+
+
+def _unbox(data: Any) -> Any:
+    """R's jsonlite writes every value as a list (`"overallStatus": ["COMPLETED"]`): a list of
+    one item is read as the item, and a field that holds a list also takes a single item."""
+    if isinstance(data, dict):
+        return {key: _unbox(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return _unbox(data[0]) if len(data) == 1 else [_unbox(item) for item in data]
+    return data
 
 
 def _get(data: Any, *keys: str) -> Any:
@@ -178,32 +264,71 @@ def _get(data: Any, *keys: str) -> Any:
     return data
 
 
+def _text(value: Any) -> str | None:
+    """A text field's value: a number where text is expected is read as its digits; any other
+    type is no value."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _items(items: Any) -> list[Any]:
+    return items if isinstance(items, list) else [] if items is None else [items]
+
+
 def _names(items: Any, key: str) -> tuple[str, ...] | None:
-    if not isinstance(items, list):
-        return None
-    names = [str(item[key]).strip() for item in items if isinstance(item, dict) and item.get(key)]
-    return tuple(names) or None
+    names = [
+        name.strip()
+        for item in _items(items)
+        if isinstance(item, dict) and (name := _text(item.get(key)))
+    ]
+    return tuple(n for n in names if n) or None
 
 
 def _strings(items: Any) -> tuple[str, ...] | None:
-    if not isinstance(items, list):
+    found = [text.strip() for item in _items(items) if (text := _text(item))]
+    return tuple(t for t in found if t) or None
+
+
+_NCT = re.compile(r"NCT\d{8}")
+
+
+def _nct(value: Any, warnings: list[str]) -> str | None:
+    """The NCT number a record states, checked: anything else (an id with line breaks, a
+    bare integer) gives the record a derived id, with a warning."""
+    if value is None:
         return None
-    found = [str(item).strip() for item in items if str(item).strip()]
-    return tuple(found) or None
+    text = _text(value)
+    if text is not None and _NCT.fullmatch(text.strip().upper()):
+        return text.strip().upper()
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**8:
+        return f"NCT{value:08d}"  # the number without its prefix
+    shown = " ".join(str(value).split())[:40]
+    warnings.append(
+        f"nctId {shown!r} is not an NCT number (NCT and 8 digits); a derived id is used"
+    )
+    return None
 
 
 def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
-    ident = ps.get("identificationModule") or {}
-    nct = ident.get("nctId")
-    title = ident.get("briefTitle")
-    enrollment_info = _get(ps, "designModule", "enrollmentInfo") or {}
-    count = enrollment_info.get("count")
-    kind = enrollment_info.get("type")
+    warnings: list[str] = []
+    ident = ps.get("identificationModule")
+    ident = ident if isinstance(ident, dict) else {}
+    nct = _nct(ident.get("nctId"), warnings)
+    title = _text(ident.get("briefTitle"))
+    count = _get(ps, "designModule", "enrollmentInfo", "count")
+    if isinstance(count, str) and count.strip().isdigit():
+        count = int(count)
+    kind = _text(_get(ps, "designModule", "enrollmentInfo", "type"))
     enrollment, raw = _count(count, kind)
     officials = _names(_get(ps, "contactsLocationsModule", "overallOfficials"), "name")
-    party = _get(ps, "sponsorCollaboratorsModule", "responsibleParty", "investigatorFullName")
+    party = _text(
+        _get(ps, "sponsorCollaboratorsModule", "responsibleParty", "investigatorFullName")
+    )
     investigators = officials or ((party,) if party else None)
-    eligibility = _get(ps, "eligibilityModule", "eligibilityCriteria")
+    eligibility = _text(_get(ps, "eligibilityModule", "eligibilityCriteria"))
     healthy = _get(ps, "eligibilityModule", "healthyVolunteers")
     trial_id = nct or layouts.make_id(None, {"title": title}, json.dumps(ps, sort_keys=True))
     design = _get(ps, "designModule", "designInfo")
@@ -213,38 +338,40 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
         source=Source(path=path, format=fmt),
         nct_id=nct,
         title=title,
-        official_title=ident.get("officialTitle"),
-        status=normalize.status(_get(ps, "statusModule", "overallStatus")),
-        phase=normalize.phase(_get(ps, "designModule", "phases")),
-        study_type=normalize.study_type(_get(ps, "designModule", "studyType")),
+        official_title=_text(ident.get("officialTitle")),
+        status=normalize.status(_text(_get(ps, "statusModule", "overallStatus"))),
+        phase=normalize.phase(list(_strings(_get(ps, "designModule", "phases")) or ())),
+        study_type=normalize.study_type(_text(_get(ps, "designModule", "studyType"))),
         enrollment=enrollment,
         enrollment_raw=raw,
-        start_date=normalize.iso_date(_get(ps, "statusModule", "startDateStruct", "date")),
+        start_date=normalize.iso_date(_text(_get(ps, "statusModule", "startDateStruct", "date"))),
         completion_date=normalize.iso_date(
-            _get(ps, "statusModule", "completionDateStruct", "date")
+            _text(_get(ps, "statusModule", "completionDateStruct", "date"))
         ),
-        min_age_years=normalize.age_years(_get(ps, "eligibilityModule", "minimumAge")),
-        max_age_years=normalize.age_years(_get(ps, "eligibilityModule", "maximumAge")),
-        sex=normalize.sex(_get(ps, "eligibilityModule", "sex")),
+        min_age_years=normalize.age_years(_text(_get(ps, "eligibilityModule", "minimumAge"))),
+        max_age_years=normalize.age_years(_text(_get(ps, "eligibilityModule", "maximumAge"))),
+        sex=normalize.sex(_text(_get(ps, "eligibilityModule", "sex"))),
         healthy_volunteers=healthy if isinstance(healthy, bool) else None,
-        sponsor=_get(ps, "sponsorCollaboratorsModule", "leadSponsor", "name"),
+        sponsor=_text(_get(ps, "sponsorCollaboratorsModule", "leadSponsor", "name")),
         collaborators=_names(_get(ps, "sponsorCollaboratorsModule", "collaborators"), "name"),
         investigators=investigators,
         contacts=_names(_get(ps, "contactsLocationsModule", "centralContacts"), "name"),
         conditions=_strings(_get(ps, "conditionsModule", "conditions")),
         interventions=_names(_get(ps, "armsInterventionsModule", "interventions"), "name"),
         primary_outcomes=_names(_get(ps, "outcomesModule", "primaryOutcomes"), "measure"),
-        brief_summary=_get(ps, "descriptionModule", "briefSummary"),
-        description=_get(ps, "descriptionModule", "detailedDescription"),
-        acronym=ident.get("acronym"),
-        allocation=normalize.design("allocation", design.get("allocation")),
-        intervention_model=normalize.design("intervention_model", design.get("interventionModel")),
-        masking=normalize.design("masking", _get(design, "maskingInfo", "masking")),
-        primary_purpose=normalize.design("primary_purpose", design.get("primaryPurpose")),
-        observational_model=normalize.design(
-            "observational_model", design.get("observationalModel")
+        brief_summary=_text(_get(ps, "descriptionModule", "briefSummary")),
+        description=_text(_get(ps, "descriptionModule", "detailedDescription")),
+        acronym=_text(ident.get("acronym")),
+        allocation=normalize.design("allocation", _text(design.get("allocation"))),
+        intervention_model=normalize.design(
+            "intervention_model", _text(design.get("interventionModel"))
         ),
-        time_perspective=normalize.design("time_perspective", design.get("timePerspective")),
+        masking=normalize.design("masking", _text(_get(design, "maskingInfo", "masking"))),
+        primary_purpose=normalize.design("primary_purpose", _text(design.get("primaryPurpose"))),
+        observational_model=normalize.design(
+            "observational_model", _text(design.get("observationalModel"))
+        ),
+        time_perspective=normalize.design("time_perspective", _text(design.get("timePerspective"))),
         arms=_names(_get(ps, "armsInterventionsModule", "armGroups"), "label"),
         secondary_outcomes=_names(_get(ps, "outcomesModule", "secondaryOutcomes"), "measure"),
         locations=_places(
@@ -252,20 +379,19 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
         ),
         countries=_unique_names(_get(ps, "contactsLocationsModule", "locations"), "country"),
         last_update=normalize.iso_date(
-            _get(ps, "statusModule", "lastUpdatePostDateStruct", "date")
+            _text(_get(ps, "statusModule", "lastUpdatePostDateStruct", "date"))
         ),
         criteria=tuple(_eligibility(eligibility, trial_id, JSON_FIELD)),
-        eligibility_text=eligibility if isinstance(eligibility, str) else None,
+        eligibility_text=eligibility,
+        warnings=tuple(warnings),
     )
 
 
 def _places(items: Any, keys: tuple[str, ...]) -> tuple[str, ...] | None:
     """ "Facility, City, Country" for each location dict (the parts it has)."""
-    if not isinstance(items, list):
-        return None
     places = [
         ", ".join(str(item[k]).strip() for k in keys if isinstance(item.get(k), str) and item[k])
-        for item in items
+        for item in _items(items)
         if isinstance(item, dict)
     ]
     return tuple(dict.fromkeys(p for p in places if p)) or None
@@ -309,7 +435,8 @@ def _from_xml(text: str, path: Path) -> Trial:
             f"{path}: XML root is <{root.tag}>, not <clinical_study>; "
             "expected a ClinicalTrials.gov legacy XML record"
         )
-    nct = _xml_text(root, "id_info/nct_id")
+    warnings: list[str] = []
+    nct = _nct(_xml_text(root, "id_info/nct_id"), warnings)
     title = _xml_text(root, "brief_title")
     enrollment_el = root.find("enrollment")
     enrollment, raw = None, None
@@ -358,6 +485,7 @@ def _from_xml(text: str, path: Path) -> Trial:
         last_update=normalize.iso_date(_xml_text(root, "last_update_posted")),
         criteria=tuple(_eligibility(criteria_text, trial_id, XML_FIELD)),
         eligibility_text=criteria_text,
+        warnings=tuple(warnings),
     )
 
 

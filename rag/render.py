@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from rag.citations import inert
 from rag.normalize import DESIGN_VALUES
 from rag.types import Derived, Trial
 
@@ -191,7 +192,12 @@ def card_lines(trial: Trial) -> list[tuple[str, str, list[Derived]]]:
 
 def short_name(trial: Trial) -> str:
     """What identifies the trial to a person: its acronym and title; for a page without a
-    title, the treatments and disease it studies, else its summary's first words."""
+    title, the treatments and disease it studies, else its summary's first words. Record
+    words, made inert (rag.citations.inert): a name is written into answers and prompts."""
+    return inert(_short_name(trial))
+
+
+def _short_name(trial: Trial) -> str:
     acronym, _ = trial.value("acronym")
     title = trial.title or trial.official_title
     if title:

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -264,18 +265,31 @@ def build(
 
 
 def _unique(trials: list[Trial]) -> tuple[list[Trial], list[str]]:
-    seen: dict[str, Trial] = {}
-    warnings: list[str] = []
+    """One trial per id. Of records sharing an id the most recently updated one is kept (then
+    the one from the first path in sort order, so the choice never depends on the order files
+    are given or found), and each duplicate is reported with the record kept."""
+    groups: dict[str, list[Trial]] = {}
     for trial in trials:
-        first = seen.get(trial.id)
-        if first is None:
-            seen[trial.id] = trial
-        else:
-            warnings.append(
-                f"{trial.source.path}: trial {trial.id} already read from {first.source.path}; "
-                "kept the first"
-            )
-    return list(seen.values()), warnings
+        groups.setdefault(trial.id, []).append(trial)
+    kept: list[Trial] = []
+    warnings: list[str] = []
+    for trial_id, group in groups.items():
+        ranked = sorted(group, key=lambda t: t.source.path)
+        ranked.sort(key=lambda t: t.last_update or "", reverse=True)
+        kept.append(ranked[0])
+        if len(ranked) == 1:
+            continue
+        why = (
+            f"last updated {ranked[0].last_update}, the most recent"
+            if ranked[0].last_update and ranked[0].last_update != ranked[1].last_update
+            else "no later update date than the others; the first path in sort order"
+        )
+        warnings.extend(
+            f"{other.source.path}: trial {trial_id} is also in {ranked[0].source.path}; "
+            f"kept that one ({why})"
+            for other in ranked[1:]
+        )
+    return kept, warnings
 
 
 def _hash(model: str, text: str) -> str:
@@ -424,13 +438,17 @@ def _swap(root: Path, name: str, target: Path) -> None:
 
 
 def _clean(root: Path, name: str) -> None:
-    """Remove version folders and temporary links of `name` that the live link does not use."""
-    live = index_path(name, root).resolve()
-    for entry in root.glob(f".{name}-*"):
-        if entry.resolve() != live and entry.is_dir():
-            shutil.rmtree(entry, ignore_errors=True)
-    for entry in root.glob(f".{name}.link-*"):
-        entry.unlink(missing_ok=True)
+    """Remove version folders and temporary links of `name` that no index link uses. Only
+    names this build writes are matched: ".seed-<12 hex>" is seed's, ".seed-v2-<hex>" is not."""
+    version = re.compile(rf"\.{re.escape(name)}-[0-9a-f]{{12}}")
+    link = re.compile(rf"\.{re.escape(name)}\.link-[0-9a-f]{{8}}")
+    live = {entry.resolve() for entry in root.iterdir() if entry.is_symlink()}
+    for entry in root.iterdir():
+        if version.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            if entry.resolve() not in live:
+                shutil.rmtree(entry, ignore_errors=True)
+        elif link.fullmatch(entry.name) and entry.is_symlink():
+            entry.unlink(missing_ok=True)
 
 
 @contextmanager

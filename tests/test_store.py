@@ -167,3 +167,25 @@ def test_killed_build_leaves_the_old_index_answering(
     assert report.embedded == 0
     leftovers = sorted(p.name for p in root.iterdir())
     assert leftovers == [(root / "default").resolve().name, "default", "default.lock"]
+
+
+def test_building_an_index_leaves_every_other_index_alone(
+    tmp_path: Path, embedder: SentenceEmbedder
+) -> None:
+    """Index names that begin alike ("seed", "seed-v2") keep their own files; a build removes
+    only its own old versions."""
+    corpus = copy_seeds(tmp_path / "corpus")
+    root = tmp_path / "index"
+    store.build([corpus], embedder, name="seed-v2", root=root)
+    store.build([corpus], embedder, name="seed-0123456789ab", root=root)
+    others = {n: (root / n).resolve() for n in ("seed-v2", "seed-0123456789ab")}
+    store.build([corpus], embedder, name="seed", root=root)
+    first = (root / "seed").resolve()
+    store.build([corpus], embedder, name="seed", root=root)  # replaces seed's first version
+
+    for name, live in others.items():
+        assert (root / name).resolve() == live and live.is_dir(), name
+        assert len(store.load(name, root=root).trials) == 5
+    assert not first.exists()
+    versions = sorted(p.name for p in root.iterdir() if p.name.startswith(".seed-"))
+    assert len(versions) == 3  # seed's live version and the other two indexes' live ones

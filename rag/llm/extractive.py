@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from rag.citations import inert
 from rag.llm.base import BackendError, Fact, Task
 
 
@@ -30,21 +31,35 @@ class ExtractiveBackend:
     def generate(self, task: Task) -> Iterator[str]:
         if task.kind == "plan":
             raise BackendError("The extractive backend does not plan questions; use the rules")
+        facts = tuple(_as_data(fact) for fact in task.facts)
         if task.kind == "verdicts":
-            for fact in task.facts:
+            for fact in facts:
                 yield verdict_line(fact) + "\n"
             return
         kind = task.understood.kind if task.understood else "criterion"
-        if kind in ("list", "count", "exists") or (task.facts and task.facts[0].kind == "trial"):
+        if kind in ("list", "count", "exists") or (facts and facts[0].kind == "trial"):
             lines = [task.lead] if task.lead else []
-            lines += [trial_line(fact) for fact in task.facts]
+            lines += [trial_line(fact) for fact in facts]
             yield "\n".join(lines)
             return
-        sentences = _sentences(task.facts)
+        sentences = _sentences(facts)
         if kind == "compare":
             yield "\n".join(sentences)
             return
         yield " ".join([task.lead, *sentences] if task.lead else sentences)
+
+
+def _as_data(fact: Fact) -> Fact:
+    """The fact with every word a record gave it made inert (rag.citations.inert)."""
+    return replace(
+        fact,
+        name=inert(fact.name),
+        label=inert(fact.label),
+        value=inert(fact.value),
+        quote=inert(fact.quote),
+        where=inert(fact.where),
+        note=inert(fact.note),
+    )
 
 
 def _sentences(facts: tuple[Fact, ...]) -> list[str]:
