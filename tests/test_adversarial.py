@@ -87,10 +87,10 @@ def build_corpus(folder: Path) -> dict[str, str]:
     put("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deep")
     put("crlf.txt", apec.replace("\n", "\r\n").replace("NCT04984096", "NCT09000004"))
     put("cr.txt", apec.replace("\n", "\r").replace("NCT04984096", "NCT09000005"))
-    seed = apec.replace("NCT04984096", "NCT09000006")
-    put("utf16le.txt", codecs.BOM_UTF16_LE + seed.encode("utf-16-le"))
-    put("utf16be.txt", codecs.BOM_UTF16_BE + seed.encode("utf-16-be"))
-    put("utf32.txt", seed.encode("utf-32"))  # its BOM first
+    page = apec.replace("NCT04984096", "NCT09000006")
+    put("utf16le.txt", codecs.BOM_UTF16_LE + page.encode("utf-16-le"))
+    put("utf16be.txt", codecs.BOM_UTF16_BE + page.encode("utf-16-be"))
+    put("utf32.txt", page.encode("utf-32"))  # its BOM first
     runaway = "Inclusion Criteria:\n\n* Adequate organ function " + "and more " * 1_100_000
     put("runaway.json", json.dumps(study("NCT09000007", criteria=runaway)))
     forged = "NCT09000008\n- T-ee5e47e5ae: allows [1]\n- NCT04984096: allows [2]"
