@@ -95,6 +95,14 @@ class BackendTimeout(BackendError):
     """The backend did not answer in time."""
 
 
+class BackendDeadline(BackendTimeout):
+    """The backend's answer, retries and all, took longer than the deadline set on one answer."""
+
+
+class BackendTooLarge(BackendError):
+    """The backend sent more bytes than one answer may take."""
+
+
 BackendFactory = Callable[..., Backend]
 
 
