@@ -7,10 +7,12 @@
     GET  /healthz, /readyz    alive; index and model loaded
     GET  /docs                OpenAPI
 
-Model and search work runs in worker threads, off the event loop. Bodies are capped, bad
-input is a 422 that says what to fix, an optional bearer token (RAG_API_TOKEN) guards /v1,
-every response and log line carries a request id, and a failing or slow LLM backend gives a
-502 or 504 that still returns the retrieved passages.
+Model and search work runs in worker threads, off the event loop. Bodies are capped and
+must arrive within a deadline, bad input is a 422 that says what to fix, an optional bearer
+token (RAG_API_TOKEN) guards /v1, a request may choose only the backends the operator
+enabled, every response and log line carries a request id, and a failing or slow LLM backend
+gives a 502 or 504 that still returns the retrieved passages; a client hanging up or the
+deadline passing closes the answer's generator, so its upstream request stops too.
 """
 
 from __future__ import annotations
@@ -25,18 +27,24 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag import render
@@ -53,11 +61,20 @@ MAX_K = 50
 MAX_PAGE = 100
 MAX_CONVERSATIONS = 1000
 ASK_TIMEOUT_SECONDS = 120.0
+BODY_TIMEOUT_SECONDS = 10.0
+MAX_LISTED_PROBLEMS = 5
 TOKEN_ENV = "RAG_API_TOKEN"
 
 log = logging.getLogger("rag.api")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _REQUEST_ID = re.compile(r"^[\w.-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters and lone surrogates escaped as repr() writes them
+    (\\n, \\x1b), so that no client-given value can start a line of its own."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 class _RequestIdFilter(logging.Filter):
@@ -66,12 +83,29 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class _OneLineFormatter(logging.Formatter):
+    """One entry, one line: control characters in a message are escaped and a traceback's
+    lines indented, so that no logged value (a path, an upstream's reply) forges an entry."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - stdlib name
+        record.message = _printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(  # noqa: N802 - stdlib name
+        self,
+        ei: tuple[type[BaseException], BaseException, TracebackType | None]
+        | tuple[None, None, None],
+    ) -> str:
+        lines = super().formatException(ei).splitlines()
+        return "\n".join("    " + _printable(line) for line in lines)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Log lines as 'time level [request id] message' on stderr."""
     handler = logging.StreamHandler()
     handler.addFilter(_RequestIdFilter())
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(message)s")
+        _OneLineFormatter("%(asctime)s %(levelname)s [%(request_id)s] %(message)s")
     )
     log.handlers = [handler]
     log.setLevel(level)
@@ -110,7 +144,9 @@ class AskIn(_Strict):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     filters: FiltersIn | None = None
     k: int = Field(8, ge=1, le=MAX_K)
-    backend: str | None = Field(None, max_length=64, description="extractive, openai, ...")
+    backend: str | None = Field(
+        None, max_length=64, description="one the server enables (rag serve --allow-backend)"
+    )
     conversation_id: str | None = Field(None, pattern=r"^[\w.-]{1,64}$")
     stream: bool = False
 
@@ -316,6 +352,7 @@ class Service:
     root: Path
     default_backend: str
     ask_timeout: float
+    backends: frozenset[str]  # the ones a request may choose
     index: Any = None
     embedder: Any = None
     assistants: dict[str, Any] = field(default_factory=dict)
@@ -379,9 +416,15 @@ def create_app(
     token: str | None = None,
     cors_origins: list[str] | None = None,
     ask_timeout: float = ASK_TIMEOUT_SECONDS,
+    allow_backends: list[str] | None = None,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> FastAPI:
-    """The API over index/<index>; the index loads in the background at start-up."""
-    service = Service(index, root, backend, ask_timeout)
+    """The API over index/<index>; the index loads in the background at start-up.
+
+    A request may choose `backend` or one of `allow_backends`, no other: a backend may call
+    an outside service with the server's key."""
+    backends = frozenset([backend, *(allow_backends or [])])
+    service = Service(index, root, backend, ask_timeout, backends)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -397,16 +440,21 @@ def create_app(
         description=__doc__,
     )
     app.state.service = service
+    # The last added runs first: the request id and log line, then CORS (so a preflight
+    # needs no token and a refusal still carries the CORS headers), then the gate.
+    app.add_middleware(
+        _Gate,
+        token=token if token is not None else os.environ.get(TOKEN_ENV),
+        body_timeout=body_timeout,
+    )
     if cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
         app.add_middleware(
-            CORSMiddleware,
+            _Cors,
             allow_origins=cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )
-    app.add_middleware(_Guard, token=token if token is not None else os.environ.get(TOKEN_ENV))
+    app.add_middleware(_Trace)
     _handlers(app)
     _routes(app)
     return app
@@ -422,9 +470,14 @@ def _handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, _explain(exc.errors()))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, Exception):  # FastAPI's body parse
+            return _error(422, _unreadable(cause))
+        response = _error(exc.status_code, _problem(request, exc))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError) -> JSONResponse:
@@ -436,18 +489,48 @@ def _handlers(app: FastAPI) -> None:
         return _error(500, "internal error; the server log has the details under this request id")
 
 
+def _unreadable(cause: Exception) -> str:
+    """Why a body that FastAPI could not parse is refused, and what to send instead."""
+    if isinstance(cause, UnicodeDecodeError):
+        return (
+            f"body: not valid UTF-8 (byte {cause.object[cause.start]:#04x} at offset "
+            f"{cause.start}); send JSON encoded as UTF-8"
+        )
+    if isinstance(cause, RecursionError):
+        return 'body: JSON nested too deeply; send one flat object such as {"question": "..."}'
+    return "body: not readable as JSON; send a JSON object encoded as UTF-8"
+
+
+def _problem(request: Request, exc: StarletteHTTPException) -> str:
+    """An HTTP error as one line; Starlette's bare 404 and 405 say what to do instead."""
+    if exc.detail != HTTPStatus(exc.status_code).phrase:
+        return _printable(str(exc.detail))
+    where = _printable(f"{request.method} {request.scope['path']}")  # url.path drops \n
+    if exc.status_code == 404:
+        return f"no endpoint at {where}; GET /docs lists them"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "another method")
+        return f"method not allowed: {where}; use {allowed}"
+    return f"{exc.detail} ({where})"
+
+
 def _explain(errors: Any) -> str:
     """Pydantic's errors as one line: where, what is wrong, and what is allowed."""
     parts = []
     for error in errors:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        where = _printable(".".join(loc)) or "body"
         if error.get("type") == "extra_forbidden":
-            allowed = ", ".join(AskIn.model_fields)
+            model = FiltersIn if loc[:1] == ["filters"] else AskIn
+            allowed = ", ".join(model.model_fields)
             parts.append(f"{where}: unknown field; the fields are {allowed}")
         elif error.get("type") == "json_invalid":
             parts.append("body: not valid JSON; send a JSON object")
         else:
-            parts.append(f"{where}: {error.get('msg', 'invalid')}")
+            parts.append(f"{where}: {_printable(str(error.get('msg', 'invalid')))}")
+    if len(parts) > MAX_LISTED_PROBLEMS:
+        more = len(parts) - MAX_LISTED_PROBLEMS
+        parts = [*parts[:MAX_LISTED_PROBLEMS], f"and {more} more problems"]
     return "; ".join(parts) or "invalid request"
 
 
@@ -543,7 +626,7 @@ def _routes(app: FastAPI) -> None:
         response_model=AskOut,
         responses={
             200: {"content": {"text/event-stream": {"schema": _SSE_EVENT}}},
-            **_errors(413, 502, 504),
+            **_errors(400, 408, 413, 502, 504),
         },
     )
     async def ask(body: AskIn, request: Request) -> Any:
@@ -553,6 +636,13 @@ def _routes(app: FastAPI) -> None:
         text as it is written, then one "answer" event with the checked answer, citations and
         verdicts (or one "error" event with the retrieved passages).
         """
+        enabled: frozenset[str] = request.app.state.service.backends
+        if body.backend is not None and body.backend not in enabled:
+            raise HTTPException(
+                400,
+                f"backend {body.backend!r} is not enabled on this server; choose one of "
+                f"{', '.join(sorted(enabled))}, or leave it out",
+            )
         service = _service(request)
         filters = _filters(body.filters.model_dump() if body.filters else {})
         assistant = await anyio.to_thread.run_sync(service.assistant, body.backend)
@@ -561,13 +651,13 @@ def _routes(app: FastAPI) -> None:
             if body.conversation_id
             else (None, None)
         )
+        pull = _Pull(
+            assistant.stream(body.question, filters=filters, k=body.k, conversation=conversation),
+            turn,
+        )
         if body.stream:
-            return StreamingResponse(
-                _events(service, assistant, body, filters, conversation, turn),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-store"},
-            )
-        return await _answer(service, assistant, body, filters, conversation, turn)
+            return _Events(_events(service, body, filters, pull))
+        return await _answer(service, body, filters, pull, request)
 
     @app.get("/v1/search", tags=["search"], response_model=SearchOut, responses=_errors())
     async def search(
@@ -652,35 +742,81 @@ async def _passages(service: Service, body: AskIn, filters: Any) -> list[HitOut]
     return [_hit(h) for h in hits]
 
 
+class _Pull:
+    """The answer's generator, pulled a piece at a time from worker threads, holding the
+    conversation's turn while it runs.
+
+    stop() closes the generator as soon as no pull is running: the backend's generator gets
+    GeneratorExit, which makes an OpenAI-compatible backend drop its upstream request instead
+    of reading it to the end for a client that is gone or a deadline that has passed."""
+
+    def __init__(self, pieces: Generator[str, None, Any], turn: threading.Lock | None) -> None:
+        self.pieces = pieces
+        self.turn = turn
+        self.lock = threading.Lock()  # one pull, or the close, at a time
+        self.holding = False  # the turn
+        self.stopped = False
+        self.done = False
+
+    def next(self) -> tuple[str | None, Any]:
+        """(piece, None); (None, answer) at the end; (None, None) once stopped."""
+        with self.lock:
+            if self.turn is not None and not self.holding:
+                self.turn.acquire()
+                self.holding = True
+            if self.stopped:
+                return None, None
+            try:
+                return next(self.pieces), None
+            except StopIteration as end:
+                self._finish()
+                return None, end.value
+            except BaseException:
+                self._finish()
+                raise
+
+    def run(self) -> Any:
+        """Pull to the end in this thread: the answer, or None once stopped."""
+        while True:
+            piece, answer = self.next()
+            if piece is None:
+                return answer
+
+    def stop(self) -> None:
+        """Make the generator close; a thread waits out the pull that may be running."""
+        if self.done:
+            return
+        self.stopped = True
+        threading.Thread(target=self._close, name="rag-stop", daemon=True).start()
+
+    def _close(self) -> None:
+        with self.lock:
+            self.pieces.close()
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        if self.holding and self.turn is not None:
+            self.holding = False
+            self.turn.release()
+
+
 async def _answer(
-    service: Service,
-    assistant: Any,
-    body: AskIn,
-    filters: Any,
-    conversation: Any,
-    turn: threading.Lock | None,
+    service: Service, body: AskIn, filters: Any, pull: _Pull, request: Request
 ) -> Any:
     from rag.llm.base import BackendError, BackendTimeout
 
     started = time.perf_counter()
-
-    def work() -> Any:
-        if turn is None:
-            return assistant.ask(body.question, filters=filters, k=body.k)
-        with turn:
-            return assistant.ask(
-                body.question, filters=filters, k=body.k, conversation=conversation
-            )
-
     try:
-        with anyio.fail_after(service.ask_timeout):
-            answer = await anyio.to_thread.run_sync(
-                work, abandon_on_cancel=True, limiter=service.limiter
-            )
+        try:
+            with anyio.fail_after(service.ask_timeout):
+                answer = await _while_connected(request, pull.run, service.limiter)
+        finally:
+            pull.stop()  # past the deadline or the client gone: the upstream request stops too
+        if answer is None:
+            return Response(status_code=499)  # nginx's "client closed request", for the log
     except TimeoutError:
-        message = f"no answer within {service.ask_timeout:g} s; the passages retrieved are given"
-        log.warning("ask timed out after %.0f s", service.ask_timeout)
-        return _error(504, message, await _passages(service, body, filters))
+        return _error(504, _too_slow(service), await _passages(service, body, filters))
     except BackendTimeout as exc:
         return _error(504, str(exc), await _passages(service, body, filters))
     except BackendError as exc:
@@ -690,73 +826,117 @@ async def _answer(
     return _out(answer, body.conversation_id, {"total_ms": total})
 
 
-def _events(
-    service: Service,
-    assistant: Any,
-    body: AskIn,
-    filters: Any,
-    conversation: Any,
-    turn: threading.Lock | None,
-) -> Iterator[str]:
+async def _while_connected(request: Request, work: Callable[[], Any], limiter: Any) -> Any:
+    """`work`'s result, from a worker thread; None once the client hangs up, which uvicorn
+    does not cancel a request for."""
+
+    def attempt() -> tuple[Any, Exception | None]:
+        try:
+            return work(), None
+        except Exception as exc:  # raised below, not wrapped in the task group's ExceptionGroup
+            return None, exc
+
+    outcome: tuple[Any, Exception | None] = (None, None)
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        outcome = await anyio.to_thread.run_sync(attempt, abandon_on_cancel=True, limiter=limiter)
+        group.cancel_scope.cancel()
+    result, failure = outcome
+    if failure is not None:
+        raise failure
+    return result
+
+
+def _too_slow(service: Service) -> str:
+    log.warning("ask timed out after %.0f s", service.ask_timeout)
+    return f"no answer within {service.ask_timeout:g} s; the passages retrieved are given"
+
+
+def _event(kind: str, data: Any) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _events(
+    service: Service, body: AskIn, filters: Any, pull: _Pull
+) -> AsyncGenerator[str, None]:
     """SSE: 'token' events as the backend writes, then one 'answer' (or 'error') event.
 
-    A sync generator: Starlette runs it in a worker thread, off the event loop."""
+    Each piece is pulled in a worker thread, off the event loop, within the ask deadline; a
+    client that hangs up cancels the pull at once and stops the generator (see _Pull)."""
     from rag.llm.base import BackendError
 
     started = time.perf_counter()
+    deadline = anyio.current_time() + service.ask_timeout
     first: float | None = None
-
-    def event(kind: str, data: Any) -> str:
-        return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-    if turn is not None:
-        turn.acquire()
     try:
-        pieces = assistant.stream(
-            body.question, filters=filters, k=body.k, conversation=conversation
-        )
         while True:
             try:
-                piece = next(pieces)
-            except StopIteration as done:
-                answer = done.value
+                with anyio.fail_after(deadline - anyio.current_time()):
+                    piece, answer = await anyio.to_thread.run_sync(
+                        pull.next, abandon_on_cancel=True
+                    )
+            except (TimeoutError, BackendError) as exc:
+                pull.stop()
+                message = _too_slow(service) if isinstance(exc, TimeoutError) else str(exc)
+                passages = await _passages(service, body, filters)
+                failure = ErrorOut(error=message, request_id=_request_id.get(), passages=passages)
+                yield _event("error", failure.model_dump())
+                return
+            if piece is None:
                 break
             if first is None:
                 first = (time.perf_counter() - started) * 1000
-            yield event("token", {"text": piece})
-    except BackendError as exc:
-        hits = assistant.retriever.search(body.question, k=body.k, filters=filters)
-        yield event(
-            "error",
-            ErrorOut(
-                error=str(exc), request_id=_request_id.get(), passages=[_hit(h) for h in hits]
-            ).model_dump(),
-        )
-        return
+            yield _event("token", {"text": piece})
     finally:
-        if turn is not None:
-            turn.release()
+        pull.stop()
     timings = {"total_ms": (time.perf_counter() - started) * 1000}
     if first is not None:
         timings["first_token_ms"] = first
-    yield event("answer", _out(answer, body.conversation_id, timings).model_dump())
+    yield _event("answer", _out(answer, body.conversation_id, timings).model_dump())
 
 
-# --- request id, body cap, bearer token (pure ASGI: streaming responses pass through) --------
+class _Events(StreamingResponse):
+    """A Server-Sent Events answer whose events are closed when the response ends however
+    it ends (a client hanging up included), not when the garbage collector gets to them."""
+
+    def __init__(self, events: AsyncGenerator[str, None]) -> None:
+        super().__init__(
+            events, media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+        self.events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.events.aclose()
 
 
-class _Guard:
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int = MAX_BODY_BYTES) -> None:
+# --- request id, CORS, bearer token, body cap and deadline (pure ASGI: streams pass through)
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), "")
+
+
+class _Trace:
+    """A request id on every response and log line, and one log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.token = token or None
-        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
+        given = _header(scope, b"x-request-id")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
         _request_id.set(request_id)
         started = time.perf_counter()
@@ -773,13 +953,7 @@ class _Guard:
             await send(message)
 
         try:
-            refusal = self._refuse(scope, headers)
-            if refusal is None:
-                body, refusal = await self._read(receive)
-            if refusal is not None:
-                await _send_json(send_with_id, *refusal, request_id)
-                return
-            await self.app(scope, _replay(body, receive), send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
             log.info(
                 "%s %s %d %.1f ms",
@@ -789,11 +963,59 @@ class _Guard:
                 (time.perf_counter() - started) * 1000,
             )
 
-    def _refuse(
-        self, scope: Scope, headers: dict[str, str]
-    ) -> tuple[int, str, dict[str, str]] | None:
+
+class _Cors(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the API's error shape."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code == 200:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        origins = ", ".join(self.allow_origins)
+        message = (
+            f"CORS preflight refused ({refused} not allowed); the server allows origins "
+            f"{origins} (rag serve --cors-origin), methods {', '.join(self.allow_methods)} "
+            f"and headers {', '.join(sorted(self.allow_headers))}"
+        )
+        refusal = _error(response.status_code, _printable(message))
+        refusal.headers["Vary"] = "Origin"
+        return refusal
+
+
+_Refusal = tuple[int, str, dict[str, str]]
+
+
+class _Gate:
+    """The bearer token, the body cap and the body deadline, before any route runs."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        body_timeout: float,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.app = app
+        self.token = token or None
+        self.body_timeout = body_timeout
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refuse(scope)
+        if refusal is None:
+            body, refusal = await self._read(receive)
+        if refusal is not None:
+            await _send_json(send, *refusal, _request_id.get())
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _refuse(self, scope: Scope) -> _Refusal | None:
         if self.token and scope["path"].startswith("/v1/"):
-            scheme, _, given = headers.get("authorization", "").partition(" ")
+            scheme, _, given = _header(scope, b"authorization").partition(" ")
             if scheme.lower() != "bearer" or not secrets.compare_digest(
                 given.strip().encode(), self.token.encode()
             ):
@@ -802,25 +1024,33 @@ class _Guard:
                     "missing or wrong bearer token; send Authorization: Bearer <RAG_API_TOKEN>",
                     {"www-authenticate": "Bearer"},
                 )
-        length = headers.get("content-length", "")
+        length = _header(scope, b"content-length")
         if length.isdigit() and int(length) > self.max_body:
-            return 413, f"body over {self.max_body} bytes; send a shorter question", {}
+            return self._too_big()
         return None
 
-    async def _read(self, receive: Receive) -> tuple[bytes, tuple[int, str, dict[str, str]] | None]:
+    def _too_big(self) -> _Refusal:
+        return 413, f"body over {self.max_body} bytes; send a shorter question", {}
+
+    async def _read(self, receive: Receive) -> tuple[bytes, _Refusal | None]:
+        """The whole body, unless it is over the cap or slower than the deadline: uvicorn
+        has no body timeout, and a client sending a byte a minute would hold a connection."""
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body:
-                return b"", (413, f"body over {self.max_body} bytes; send a shorter question", {})
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks), None
+        with anyio.move_on_after(self.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                chunks.append(message.get("body", b""))
+                size += len(chunks[-1])
+                if size > self.max_body:
+                    return b"", self._too_big()
+                if not message.get("more_body", False):
+                    break
+            return b"".join(chunks), None
+        late = f"body not complete within {self.body_timeout:g} s; send the whole body at once"
+        return b"", (408, late, {"connection": "close"})
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

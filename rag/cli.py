@@ -619,20 +619,74 @@ def serve(
         str, typer.Option("--index", "-n", envvar="RAG_INDEX", help="Index under index/.")
     ] = "default",
     backend: Backend = "extractive",
+    allow_backend: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-backend",
+            help="Let a request choose this backend too (repeatable); only --backend otherwise.",
+        ),
+    ] = None,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option("--cors-origin", help="Allow browsers from this origin (repeatable); off."),
     ] = None,
+    timeout_keep_alive: Annotated[
+        int,
+        typer.Option("--timeout-keep-alive", min=1, help="Seconds an idle connection stays open."),
+    ] = 5,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--limit-concurrency", min=1, help="Connections and requests at once; 503 beyond."
+        ),
+    ] = 128,
+    h11_max_incomplete_event_size: Annotated[
+        int,
+        typer.Option(
+            "--h11-max-incomplete-event-size",
+            min=1024,
+            help="Bytes of an unfinished request line and headers to buffer; 400 beyond.",
+        ),
+    ] = 16 * 1024,
+    body_timeout: Annotated[
+        float,
+        typer.Option("--body-timeout", min=0.1, help="Seconds a request body may take; 408 after."),
+    ] = 10.0,
 ) -> None:
     """Serve the HTTP answer API (POST /v1/ask, GET /v1/search, /v1/trials, /docs).
 
     The index and model load once at start-up (GET /readyz says when). Set RAG_API_TOKEN to
-    require "Authorization: Bearer <token>" on /v1/.
+    require "Authorization: Bearer <token>" on /v1/. The limits keep slow or numerous clients
+    from holding the server: uvicorn has no body timeout of its own, so the app enforces one.
     """
     import uvicorn
 
     from rag.api import configure_logging, create_app
+    from rag.llm.base import available
 
+    known = available()
+    unknown = sorted(set(allow_backend or []) - set(known))
+    if unknown:
+        raise typer.BadParameter(
+            f"no backend {unknown[0]!r}; the backends are {', '.join(sorted(known))}",
+            param_hint="--allow-backend",
+        )
     configure_logging()
-    api = create_app(name, backend=backend, cors_origins=cors_origin)
-    uvicorn.run(api, host=host, port=port, access_log=False, log_level="warning")
+    api = create_app(
+        name,
+        backend=backend,
+        cors_origins=cors_origin,
+        allow_backends=allow_backend,
+        body_timeout=body_timeout,
+    )
+    uvicorn.run(
+        api,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        http="h11",  # the protocol --h11-max-incomplete-event-size applies to
+        timeout_keep_alive=timeout_keep_alive,
+        limit_concurrency=limit_concurrency,
+        h11_max_incomplete_event_size=h11_max_incomplete_event_size,
+    )

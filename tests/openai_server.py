@@ -1,7 +1,8 @@
 """A small OpenAI-compatible /v1/chat/completions server on 127.0.0.1, run in a thread.
 
 Tests tell it how to behave next: answer plainly or stream, be slow, fail with a status a
-number of times, answer garbage. It records every request body it receives.
+number of times, answer garbage. It records every request body it receives, and when a
+client hangs up on a streamed reply before its end.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from typing import Any
 class Behaviour:
     reply: str = "Adults aged 18 to 75 years [1]."
     delay: float = 0.0  # seconds before answering
+    word_delay: float = 0.0  # seconds between the words of a streamed reply
     fail_status: int = 0  # answer this status ...
     fail_times: int = 0  # ... this many times first
     garbage: bool = False
     plan_reply: str | None = None  # the reply to a request for a plan (JSON), if set
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # request number (its index in `requests`) -> time.monotonic() the client hung up on
+    # its streamed reply before the end
+    hangups: dict[int, float] = field(default_factory=dict)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -37,6 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
         b = self.behaviour
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
+        number = len(b.requests)
         b.requests.append(body)
         if self.path != "/v1/chat/completions":
             self._send(404, b'{"error": "not found"}')
@@ -56,11 +62,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
-            for word in reply.split(" "):
-                event = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
-                self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
+            try:
+                for word in reply.split(" "):
+                    event = {"choices": [{"index": 0, "delta": {"content": word + " "}}]}
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                    time.sleep(b.word_delay)
+                self.wfile.write(b"data: [DONE]\n\n")
+            except (BrokenPipeError, ConnectionResetError):
+                b.hangups[number] = time.monotonic()
             return
         answer = {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}
         self._send(200, json.dumps(answer).encode())

@@ -133,7 +133,8 @@ def test_search_and_trials(api: str, seed_index_root: Path) -> None:
         ("POST", "/v1/ask", {"question": "q", "k": 0}, 422, "k: Input should be greater"),
         ("POST", "/v1/ask", {"question": "q", "filters": {"phase": "7"}}, 422, "'phase=7': use"),
         ("POST", "/v1/ask", {"question": "q", "filters": {"size": "2"}}, 422, "size: unknown"),
-        ("POST", "/v1/ask", {"question": "q", "backend": "nope"}, 422, "Unknown backend 'nope'"),
+        ("POST", "/v1/ask", {"question": "q", "backend": "nope"}, 400, "backend 'nope' is not"),
+        ("POST", "/v1/ask", {"question": "q", "backend": "openai"}, 400, "choose one of extrac"),
         ("POST", "/v1/ask", "not json", 422, "body: Input should be a valid dictionary"),
         ("GET", "/v1/trials/NCT99999999", None, 404, "no trial 'NCT99999999' in index default"),
         ("GET", "/v1/trials?colour=red", None, 422, "unknown query parameter 'colour'"),
@@ -227,7 +228,7 @@ def test_backend_failures_return_the_passages(
     behaviour = Behaviour()
     with serve(behaviour) as llm:
         monkeypatch.setenv("OPENAI_BASE_URL", llm)
-        app = create_app(root=seed_index_root / "index", ask_timeout=5.0)
+        app = create_app(root=seed_index_root / "index", ask_timeout=5.0, allow_backends=["openai"])
         with running(app) as url:
             body = {"question": PLATELETS, "backend": "openai"}
             behaviour.fail_status, behaviour.fail_times = 500, 100
