@@ -114,6 +114,8 @@ def _ingest(path: Path) -> tuple[str, list[Trial], list[str]]:
 def _bounded(trial: Trial, warnings: list[str]) -> Trial:
     """The trial with each criterion cut to MAX_CRITERION_CHARS, so one runaway line cannot
     take the memory of a whole index build; a warning names each one cut."""
+    if all(len(c.text) <= MAX_CRITERION_CHARS for c in trial.criteria):
+        return trial
     criteria = []
     for c in trial.criteria:
         if len(c.text) > MAX_CRITERION_CHARS:
@@ -126,7 +128,7 @@ def _bounded(trial: Trial, warnings: list[str]) -> Trial:
                 c, text=c.text[:MAX_CRITERION_CHARS], span=(start, start + MAX_CRITERION_CHARS)
             )
         criteria.append(c)
-    return replace(trial, criteria=tuple(criteria)) if criteria != list(trial.criteria) else trial
+    return replace(trial, criteria=tuple(criteria))
 
 
 def read_text(path: Path) -> tuple[str, list[str]]:
@@ -264,6 +266,11 @@ def _get(data: Any, *keys: str) -> Any:
     return data
 
 
+def _field(data: Any, *keys: str) -> str | None:
+    """The text at that path of a record (see _text)."""
+    return _text(_get(data, *keys))
+
+
 def _text(value: Any) -> str | None:
     """A text field's value: a number where text is expected is read as its digits; any other
     type is no value."""
@@ -321,14 +328,12 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
     count = _get(ps, "designModule", "enrollmentInfo", "count")
     if isinstance(count, str) and count.strip().isdigit():
         count = int(count)
-    kind = _text(_get(ps, "designModule", "enrollmentInfo", "type"))
+    kind = _field(ps, "designModule", "enrollmentInfo", "type")
     enrollment, raw = _count(count, kind)
     officials = _names(_get(ps, "contactsLocationsModule", "overallOfficials"), "name")
-    party = _text(
-        _get(ps, "sponsorCollaboratorsModule", "responsibleParty", "investigatorFullName")
-    )
+    party = _field(ps, "sponsorCollaboratorsModule", "responsibleParty", "investigatorFullName")
     investigators = officials or ((party,) if party else None)
-    eligibility = _text(_get(ps, "eligibilityModule", "eligibilityCriteria"))
+    eligibility = _field(ps, "eligibilityModule", "eligibilityCriteria")
     healthy = _get(ps, "eligibilityModule", "healthyVolunteers")
     trial_id = nct or layouts.make_id(None, {"title": title}, json.dumps(ps, sort_keys=True))
     design = _get(ps, "designModule", "designInfo")
@@ -339,34 +344,34 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
         nct_id=nct,
         title=title,
         official_title=_text(ident.get("officialTitle")),
-        status=normalize.status(_text(_get(ps, "statusModule", "overallStatus"))),
+        status=normalize.status(_field(ps, "statusModule", "overallStatus")),
         phase=normalize.phase(list(_strings(_get(ps, "designModule", "phases")) or ())),
-        study_type=normalize.study_type(_text(_get(ps, "designModule", "studyType"))),
+        study_type=normalize.study_type(_field(ps, "designModule", "studyType")),
         enrollment=enrollment,
         enrollment_raw=raw,
-        start_date=normalize.iso_date(_text(_get(ps, "statusModule", "startDateStruct", "date"))),
+        start_date=normalize.iso_date(_field(ps, "statusModule", "startDateStruct", "date")),
         completion_date=normalize.iso_date(
-            _text(_get(ps, "statusModule", "completionDateStruct", "date"))
+            _field(ps, "statusModule", "completionDateStruct", "date")
         ),
-        min_age_years=normalize.age_years(_text(_get(ps, "eligibilityModule", "minimumAge"))),
-        max_age_years=normalize.age_years(_text(_get(ps, "eligibilityModule", "maximumAge"))),
-        sex=normalize.sex(_text(_get(ps, "eligibilityModule", "sex"))),
+        min_age_years=normalize.age_years(_field(ps, "eligibilityModule", "minimumAge")),
+        max_age_years=normalize.age_years(_field(ps, "eligibilityModule", "maximumAge")),
+        sex=normalize.sex(_field(ps, "eligibilityModule", "sex")),
         healthy_volunteers=healthy if isinstance(healthy, bool) else None,
-        sponsor=_text(_get(ps, "sponsorCollaboratorsModule", "leadSponsor", "name")),
+        sponsor=_field(ps, "sponsorCollaboratorsModule", "leadSponsor", "name"),
         collaborators=_names(_get(ps, "sponsorCollaboratorsModule", "collaborators"), "name"),
         investigators=investigators,
         contacts=_names(_get(ps, "contactsLocationsModule", "centralContacts"), "name"),
         conditions=_strings(_get(ps, "conditionsModule", "conditions")),
         interventions=_names(_get(ps, "armsInterventionsModule", "interventions"), "name"),
         primary_outcomes=_names(_get(ps, "outcomesModule", "primaryOutcomes"), "measure"),
-        brief_summary=_text(_get(ps, "descriptionModule", "briefSummary")),
-        description=_text(_get(ps, "descriptionModule", "detailedDescription")),
+        brief_summary=_field(ps, "descriptionModule", "briefSummary"),
+        description=_field(ps, "descriptionModule", "detailedDescription"),
         acronym=_text(ident.get("acronym")),
         allocation=normalize.design("allocation", _text(design.get("allocation"))),
         intervention_model=normalize.design(
             "intervention_model", _text(design.get("interventionModel"))
         ),
-        masking=normalize.design("masking", _text(_get(design, "maskingInfo", "masking"))),
+        masking=normalize.design("masking", _field(design, "maskingInfo", "masking")),
         primary_purpose=normalize.design("primary_purpose", _text(design.get("primaryPurpose"))),
         observational_model=normalize.design(
             "observational_model", _text(design.get("observationalModel"))
@@ -379,7 +384,7 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
         ),
         countries=_unique_names(_get(ps, "contactsLocationsModule", "locations"), "country"),
         last_update=normalize.iso_date(
-            _text(_get(ps, "statusModule", "lastUpdatePostDateStruct", "date"))
+            _field(ps, "statusModule", "lastUpdatePostDateStruct", "date")
         ),
         criteria=tuple(_eligibility(eligibility, trial_id, JSON_FIELD)),
         eligibility_text=eligibility,
