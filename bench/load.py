@@ -13,28 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
+from server import rss_mb, serving
 
 from rag.evaluation import load_set
 
 ROOT = Path(__file__).resolve().parents[1]
-RAG = ROOT / ".venv" / "bin" / "rag"
 LEVELS = (1, 8, 32)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def level(
@@ -95,30 +84,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="per level, at most")
     args = parser.parse_args()
     questions = [q["question"] for q in load_set(args.set, ROOT / "eval").questions]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [str(RAG), "serve", "--port", str(port), "--index", args.index],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "RAG_API_TOKEN": ""},
-    )
-    try:
-        started = time.monotonic()
-        while not _up(url):
-            if server.poll() is not None:
-                raise SystemExit(f"rag serve exited with code {server.returncode}")
-            time.sleep(0.1)
-        while httpx.get(f"{url}/readyz").status_code != 200:
-            time.sleep(0.1)
-        ready = time.monotonic() - started
+    with serving(args.index) as server:
+        url = server.url
         for question in questions[:20]:  # warm up: first calls pay for lazy set-up
             httpx.post(f"{url}/v1/ask", json={"question": question}, timeout=120)
         print(
             f"index {args.index}, {len(questions)} questions from {args.set}, "
-            f"ready in {ready:.1f} s, RSS after warm-up {rss_mb(server.pid):.0f} MB"
+            f"ready in {server.ready_seconds:.1f} s, RSS after warm-up {rss_mb(server.pid):.0f} MB"
         )
         print(
             "| clients | reqs | errors | req/s | p50 ms | p95 ms | p99 ms | RSS MB start/max/end |"
@@ -141,16 +113,6 @@ def main() -> None:
             + ", ".join(f"{r['clients']}: {r['rps'] / base:.2f}" for r in rows)
         )
         print(f"RSS growth over the run: {rows[-1]['rss_end'] - rows[0]['rss_start']:+.0f} MB")
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 if __name__ == "__main__":

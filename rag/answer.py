@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import resources
 from typing import Any
@@ -72,7 +72,6 @@ class Conversation:
 
     trial_id: str | None = None
     question: Question | None = None
-    history: list[Answer] = field(default_factory=list)
 
 
 def prompt(name: str) -> str:
@@ -154,7 +153,6 @@ class Assistant:
         answer = yield from self._answer(understood, k or self.k)
         answer = replace(answer, question=question, understood=understood)
         if conversation is not None:
-            conversation.history.append(answer)
             conversation.question = understood
             if answer.trial_id:
                 conversation.trial_id = answer.trial_id

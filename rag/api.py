@@ -879,7 +879,7 @@ async def _events(
             try:
                 with anyio.fail_after(deadline - anyio.current_time()):
                     piece, answer = await anyio.to_thread.run_sync(
-                        pull.next, abandon_on_cancel=True
+                        pull.next, abandon_on_cancel=True, limiter=service.limiter
                     )
             except (TimeoutError, BackendError) as exc:
                 pull.stop()
