@@ -113,6 +113,7 @@ ABBREVIATIONS: dict[str, str] = {
     "cll": "chronic lymphocytic leukemia",
     "copd": "chronic obstructive pulmonary disease",
     "hiv": "human immunodeficiency virus",
+    "nhl": "non-hodgkin lymphoma",
     "ild": "interstitial lung disease",
     "rt": "radiotherapy",
     "sbrt": "stereotactic body radiotherapy",
@@ -135,7 +136,6 @@ SPELLINGS: dict[str, str] = {
     "radiation": "radiotherapy",
     "chemo": "chemotherapy",
 }
-_ABBREVIATED = {name: abbreviation for abbreviation, name in ABBREVIATIONS.items()}
 
 
 @lru_cache(maxsize=250_000)
@@ -143,9 +143,17 @@ def name_tokens(text: str) -> frozenset[str]:
     """The tokens of a name as matched across spellings and abbreviations: 'Oesophageal
     Squamous Cell Carcinoma' also gives 'escc', 'esophageal' and 'cancer'."""
     tokens = [SPELLINGS.get(t, t) for t in tokenize(text)]
-    folded = " ".join(tokenize(text))
-    extra = [a for name, a in _ABBREVIATED.items() if name in folded]
+    folded = _phrase(text)
+    extra = [a for name, a in _ABBREVIATED if name in folded]
     return frozenset(tokens + extra)
+
+
+def _phrase(text: str) -> str:
+    """Whole tokens in their common spelling, between spaces: " non-small cell lung cancer "
+    holds no " small cell lung cancer " (tokenize's parts would put one there), and
+    "Non-Hodgkin's Lymphoma" is " non-hodgkin lymphoma "."""
+    words = whole_tokens(re.sub(r"['’]s\b", "", text))
+    return f" {' '.join(SPELLINGS.get(t, t) for t in words)} "
 
 
 # Endings folded to match a word's forms ("pregnancy" ~ "pregnant", "lactation" ~
@@ -199,6 +207,10 @@ def whole_tokens(text: str) -> list[str]:
     """Tokens as written, without the parts of hyphenated ones: "anti-pd-1" stays whole."""
     found = (m.group().strip(".") for m in _TOKEN.finditer(text.casefold()))
     return [t for t in found if t and t not in _STOPWORDS]
+
+
+# The names ABBREVIATIONS stand for, as _phrase gives them, with their abbreviation.
+_ABBREVIATED = [(_phrase(name), abbreviation) for abbreviation, name in ABBREVIATIONS.items()]
 
 
 def expansion_terms(text: str) -> list[str]:

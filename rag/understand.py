@@ -294,35 +294,43 @@ class Vocabulary:
 
     def resolve(self, words: Iterable[str]) -> Resolution:
         """The trials these naming words fit best; rare words count most."""
-        scores: dict[str, float] = {}
-        limit = max(2, len(self.names) // 4)
+        return _best(self.scores(words))
+
+    def scores(self, words: Iterable[str]) -> dict[str, float]:
+        """Every trial some of these naming words fit, with how well."""
         words = set(words)
-        # A hyphenated word the index knows counts once, not again through its parts
-        # ("first-line" is one naming word, not three).
-        words -= {
-            part
+        # A hyphenated word the index knows counts once for a trial that has it, not again
+        # through its parts ("first-line" is one naming word, not three); a trial with only
+        # the parts ("relapsed or refractory" for "relapsed/refractory") counts the parts.
+        parts = {
+            word: set(tokenize(word)) - {word}
             for word in words
             if ("-" in word or "/" in word) and self.known(word)
-            for part in tokenize(word)
-            if part != word
         }
-        for word in words:
-            if word in FRAME:
-                continue
-            for tid in self.acronyms.get(word, ()):
-                scores[tid] = scores.get(tid, 0.0) + ACRONYM_WEIGHT
-            if not self.known(word):
-                corrected = self.correct(word)
-                if corrected is None:
+        found = {word: self._fit(word) for word in words if word not in FRAME}
+        scores: dict[str, float] = {}
+        for word, fits in found.items():
+            for tid, score in fits.items():
+                if any(word in p and tid in found[c] for c, p in parts.items()):
                     continue
-                word = corrected
-            frequency = self.document_frequency[word]
-            if frequency > limit:
-                continue
-            for tid, words in self.weights.items():
-                if word in words:
-                    scores[tid] = scores.get(tid, 0.0) + words[word] / frequency
-        return _best(scores)
+                scores[tid] = scores.get(tid, 0.0) + score
+        return scores
+
+    def _fit(self, word: str) -> dict[str, float]:
+        """The trials one naming word fits, each with how surely; rare words count most."""
+        scores = dict.fromkeys(self.acronyms.get(word, ()), ACRONYM_WEIGHT)
+        if not self.known(word):
+            corrected = self.correct(word)
+            if corrected is None:
+                return scores
+            word = corrected
+        frequency = self.document_frequency[word]
+        if frequency > max(2, len(self.names) // 4):
+            return scores
+        for tid, weights in self.weights.items():
+            if word in weights:
+                scores[tid] = scores.get(tid, 0.0) + weights[word] / frequency
+        return scores
 
     def by_title(self, text: str) -> Resolution:
         """Trials whose whole title the text holds (the longest title wins)."""
@@ -1030,8 +1038,13 @@ def _phrase_names(
     fits = [fit for fit in fits if fit.trials]
     noun_end = found.end()
     if tail and (not fits or (len(fits) == 1 and len(fits[0].trials) > 1)):
-        # "the oligometastatic trial | sponsored by Fudan": the tail may settle the name.
+        # "the oligometastatic trial | sponsored by Fudan": the tail may settle the name, but
+        # only on a trial the name's own words fit too, never on one named by the tail alone.
+        fitting = vocabulary.scores(_name_words(name))
         whole = vocabulary.resolve(_name_words(name + " " + tail))
+        if fitting:
+            among = tuple(t for t in whole.trials if t in fitting)
+            whole = Resolution(among, whole.score if among else 0.0)
         if whole.trials and (not fits or len(whole.trials) < len(fits[0].trials)):
             fits = [whole]
     if not fits:

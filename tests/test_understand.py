@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from rag.ingest import ingest_paths
+from rag.lexical import name_tokens
 from rag.understand import Question, Vocabulary, understand
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -307,3 +308,64 @@ def test_the_tables_are_large() -> None:
         "field", "criterion", "yes_no", "list", "scan", "count", "exists", "compare",
         "out_of_scope",
     }  # fmt: skip
+
+
+# --- naming among many trials -----------------------------------------------------------------
+
+
+def _titled(folder: Path, titles: dict[str, tuple[str, str]]) -> Vocabulary:
+    """A vocabulary of API v2 records, each only an id, a title and a summary."""
+    folder.mkdir()
+    for nct, (title, summary) in titles.items():
+        record = {
+            "protocolSection": {
+                "identificationModule": {"nctId": nct, "briefTitle": title},
+                "descriptionModule": {"briefSummary": summary},
+            }
+        }
+        (folder / f"{nct}.json").write_text(json.dumps(record))
+    return Vocabulary({t.id: t for r in ingest_paths([folder]) for t in r.trials})
+
+
+def test_abbreviations_are_read_from_whole_words() -> None:
+    nsclc = name_tokens("Irofulven in Relapsed or Refractory Non-small Cell Lung Cancer")
+    assert "nsclc" in nsclc and "sclc" not in nsclc
+    assert "sclc" in name_tokens("Topotecan in Small Cell Lung Cancer")
+    assert "nhl" in name_tokens("Previously Untreated HIV-Associated Non-Hodgkin's Lymphoma")
+    assert "escc" in name_tokens("Oesophageal Squamous Cell Carcinoma")
+
+
+def test_a_compound_counts_through_its_parts_for_a_trial_without_it(tmp_path: Path) -> None:
+    vocabulary = _titled(
+        tmp_path / "records",
+        {
+            "NCT00000001": ("Irofulven in Relapsed or Refractory Non-small Cell Lung Cancer", ""),
+            "NCT00000002": ("Irofulven in Pancreatic Cancer", ""),
+            "NCT00000003": ("Irofulven in Colorectal Cancer", ""),
+            "NCT00000004": ("Rituximab in Relapsed/Refractory Lymphoma", ""),
+        },
+    )
+    question = understand(
+        "Are CNS metastases allowed in the irofulven trial in relapsed/refractory NSCLC?",
+        vocabulary,
+    )
+    assert question.trials == ("NCT00000001",), question.to_dict()
+
+
+def test_words_after_the_noun_choose_among_the_trials_the_name_fits(tmp_path: Path) -> None:
+    vocabulary = _titled(
+        tmp_path / "records",
+        {
+            "NCT00000001": ("Zorbatinib in Lung Cancer", ""),
+            "NCT00000002": ("Zorbatinib in Breast Cancer", ""),
+            "NCT00000003": ("Combination Chemotherapy in Lymphoma", "Chemo plus or minus care."),
+            "NCT00000004": ("Radiotherapy in Glioma", ""),
+        },
+    )
+    settled = understand("Who sponsors the zorbatinib trial in breast cancer?", vocabulary)
+    assert settled.trials == ("NCT00000002",), settled.to_dict()
+    # "minus" names only the lymphoma trial, which "zorbatinib" does not fit: never that one.
+    asked = understand("Who sponsors the zorbatinib trial of chemo plus or minus care?", vocabulary)
+    assert asked.trials == () and set(asked.candidates) == {"NCT00000001", "NCT00000002"}, (
+        asked.to_dict()
+    )
