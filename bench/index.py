@@ -121,6 +121,8 @@ def _tenfold(index: store.Index) -> store.Index:
     flat, _ = store.make_faiss_index(vectors, approximate=False)
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.embed_text) for c in chunks], show_progress=False)
+    folder = Path(tempfile.mkdtemp(prefix="rag-bench-bm25-"))
+    bm25.save(str(folder), show_progress=False)
     return store.Index(
         name="tenfold",
         path=index.path,
@@ -128,7 +130,7 @@ def _tenfold(index: store.Index) -> store.Index:
         chunks=chunks,
         trials=trials,
         faiss_index=flat,
-        bm25=bm25,
+        bm25=store.Postings.read(folder),
     )
 
 

@@ -1,25 +1,26 @@
-"""all-MiniLM-L6-v2 for short query batches, from its own files: torch, tokenizers, safetensors.
+"""all-MiniLM-L6-v2 for short query batches, in numpy, from the model package's own files.
 
-Importing sentence-transformers (and with it transformers) takes about 4.5 s on these
-machines; torch alone about 1 s. A question needs one embedding, so `rag ask` runs the same
-6-layer BERT with mean pooling here, from the same weights, and gets the same vectors
-(tests/test_embed.py holds them to sentence-transformers' output). Index builds keep using
-sentence-transformers.
+Importing torch takes about 1.4 s on these machines and holds some 300 MB; sentence-transformers
+(and with it transformers) about 4.5 s. A question needs one embedding, so `rag ask`, `rag chat`,
+`rag search` and `rag serve` run the same 6-layer BERT with mean pooling here, in numpy, from the
+same safetensors weights and tokenizer, and get the same vectors (tests/test_embed.py holds them
+to sentence-transformers' output). Only index builds import torch, through sentence-transformers.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file
+import numpy.typing as npt
+from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
 from rag.embed import Vectors
+
+Array = npt.NDArray[np.float32]
 
 
 class MiniLM:
@@ -31,61 +32,83 @@ class MiniLM:
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config["layer_norm_eps"])
-        self.weights = load_file(str(folder / "model.safetensors"))
+        self.dim = int(config["hidden_size"])
+        weights = load_file(str(folder / "model.safetensors"))
+        self.weights = {
+            name: np.ascontiguousarray(value.T if _is_linear(name, value) else value, np.float32)
+            for name, value in weights.items()
+        }  # linear weights stored as (in, out), so x @ w
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=int(settings["max_seq_length"]))
         self.tokenizer.enable_padding(pad_id=int(config.get("pad_token_id", 0)))
-        self.dim = int(config["hidden_size"])
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         batch = self.tokenizer.encode_batch(list(texts))
-        ids = torch.tensor([e.ids for e in batch], dtype=torch.long)
-        mask = torch.tensor([e.attention_mask for e in batch], dtype=torch.float32)
-        types = torch.tensor([e.type_ids for e in batch], dtype=torch.long)
-        with torch.inference_mode():
-            hidden = self._forward(ids, types, mask)
-            summed = (hidden * mask.unsqueeze(-1)).sum(dim=1)
-            pooled = summed / mask.sum(dim=1, keepdim=True).clamp(min=1e-9)
-            unit = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return np.asarray(unit.numpy(), dtype=np.float32)
+        ids = np.array([e.ids for e in batch], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in batch], dtype=np.float32)
+        types = np.array([e.type_ids for e in batch], dtype=np.int64)
+        hidden = self._forward(ids, types, mask)
+        summed = (hidden * mask[:, :, None]).sum(axis=1)
+        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return np.asarray(pooled / norms, dtype=np.float32)
 
-    def _w(self, name: str) -> torch.Tensor:
-        return self.weights[name]
+    def _norm(self, x: Array, prefix: str) -> Array:
+        mean = x.mean(axis=-1, keepdims=True)
+        variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+        scaled: Array = (x - mean) / np.sqrt(variance + self.eps)
+        return scaled * self.weights[f"{prefix}.weight"] + self.weights[f"{prefix}.bias"]
 
-    def _norm(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
-        return torch.nn.functional.layer_norm(
-            x, (self.dim,), self._w(f"{prefix}.weight"), self._w(f"{prefix}.bias"), self.eps
-        )
+    def _linear(self, x: Array, prefix: str) -> Array:
+        return x @ self.weights[f"{prefix}.weight"] + self.weights[f"{prefix}.bias"]
 
-    def _linear(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
-        return torch.nn.functional.linear(x, self._w(f"{prefix}.weight"), self._w(f"{prefix}.bias"))
-
-    def _forward(self, ids: torch.Tensor, types: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(ids.shape[1]).unsqueeze(0)
+    def _forward(
+        self, ids: npt.NDArray[np.int64], types: npt.NDArray[np.int64], mask: Array
+    ) -> Array:
+        w = self.weights
+        length = ids.shape[1]
         x = (
-            self._w("embeddings.word_embeddings.weight")[ids]
-            + self._w("embeddings.position_embeddings.weight")[positions]
-            + self._w("embeddings.token_type_embeddings.weight")[types]
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][np.arange(length)][None, :, :]
+            + w["embeddings.token_type_embeddings.weight"][types]
         )
         x = self._norm(x, "embeddings.LayerNorm")
-        batch, length, _ = x.shape
+        batch = ids.shape[0]
         head = self.dim // self.heads
-        blocked = (1.0 - mask)[:, None, None, :] * torch.finfo(torch.float32).min
+        blocked = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
+
+        def split(t: Array) -> Array:
+            return t.reshape(batch, length, self.heads, head).transpose(0, 2, 1, 3)
+
         for i in range(self.layers):
             p = f"encoder.layer.{i}"
-
-            def split(t: torch.Tensor) -> torch.Tensor:
-                return t.view(batch, length, self.heads, head).transpose(1, 2)
-
             q = split(self._linear(x, f"{p}.attention.self.query"))
             k = split(self._linear(x, f"{p}.attention.self.key"))
             v = split(self._linear(x, f"{p}.attention.self.value"))
-            scores = q @ k.transpose(-1, -2) / math.sqrt(head) + blocked
-            context = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, length, self.dim)
+            scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(head)) + blocked
+            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            weights = scores / scores.sum(axis=-1, keepdims=True)
+            context = (weights @ v).transpose(0, 2, 1, 3).reshape(batch, length, self.dim)
             x = self._norm(
                 x + self._linear(context, f"{p}.attention.output.dense"),
                 f"{p}.attention.output.LayerNorm",
             )
-            inner = torch.nn.functional.gelu(self._linear(x, f"{p}.intermediate.dense"))
+            inner = _gelu(self._linear(x, f"{p}.intermediate.dense"))
             x = self._norm(x + self._linear(inner, f"{p}.output.dense"), f"{p}.output.LayerNorm")
         return x
+
+
+def _is_linear(name: str, value: npt.NDArray[np.float32]) -> bool:
+    """A dense layer's weight matrix (stored (out, in), as torch's Linear keeps it)."""
+    return value.ndim == 2 and name.endswith(".weight") and "embeddings" not in name
+
+
+def _gelu(x: Array) -> Array:
+    """BERT's exact GELU, x * Phi(x), with erf to within 1.5e-7 (Abramowitz and Stegun 7.1.26)."""
+    z = np.abs(x) / np.float32(np.sqrt(2.0))
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    erf = np.sign(x) * (1.0 - poly * np.exp(-z * z))
+    return np.asarray(0.5 * x * (1.0 + erf), dtype=np.float32)

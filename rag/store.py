@@ -34,9 +34,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import bm25s
 import faiss
 import numpy as np
+import numpy.typing as npt
 
 from rag.chunk import chunk_trials
 from rag.embed import Embedder, Vectors
@@ -85,7 +85,7 @@ class Index:
     chunks: list[Chunk]
     trials: dict[str, Trial]
     faiss_index: Any
-    bm25: bm25s.BM25
+    bm25: Postings
     trial_chunks: dict[str, list[int]] = field(default_factory=dict)
     facts: dict[str, tuple[Typed, ...]] = field(default_factory=dict)
 
@@ -144,11 +144,42 @@ class Index:
 
     def lexical_scores(self, tokens: Sequence[str]) -> Vectors:
         """BM25 score of every chunk for the tokens the index knows."""
-        vocab = self.bm25.vocab_dict
-        known = [t for t in tokens if t in vocab]
-        if not known:
-            return np.zeros(len(self.chunks), dtype=np.float32)
-        return np.asarray(self.bm25.get_scores(known), dtype=np.float32)
+        return self.bm25.scores(tokens)
+
+
+@dataclass(frozen=True)
+class Postings:
+    """The BM25 index bm25s saves (each term's chunks and its precomputed BM25 score in each,
+    in compressed columns), read and scored with numpy alone: bm25s, and scipy with it, are
+    imported only to build one. The arrays are memory-mapped."""
+
+    vocabulary: dict[str, int]
+    data: Vectors
+    indices: npt.NDArray[np.int32]
+    indptr: npt.NDArray[np.int64]
+    documents: int
+
+    @classmethod
+    def read(cls, folder: Path) -> Postings:
+        params = json.loads((folder / "params.index.json").read_text())
+        return cls(
+            vocabulary=json.loads((folder / "vocab.index.json").read_text()),
+            data=np.load(folder / "data.csc.index.npy", mmap_mode="r"),
+            indices=np.load(folder / "indices.csc.index.npy", mmap_mode="r"),
+            indptr=np.load(folder / "indptr.csc.index.npy", mmap_mode="r"),
+            documents=int(params["num_docs"]),
+        )
+
+    def scores(self, tokens: Sequence[str]) -> Vectors:
+        """The BM25 score of every chunk: the sum of its scores for the known tokens (a token
+        given twice counts twice, as in bm25s)."""
+        ids = [self.vocabulary[t] for t in tokens if t in self.vocabulary]
+        if not ids:
+            return np.zeros(self.documents, dtype=np.float32)
+        spans = [(int(self.indptr[i]), int(self.indptr[i + 1])) for i in ids]
+        rows = np.concatenate([self.indices[a:b] for a, b in spans])
+        weights = np.concatenate([self.data[a:b] for a, b in spans])
+        return np.bincount(rows, weights=weights, minlength=self.documents).astype(np.float32)
 
 
 def index_path(name: str, root: Path = INDEX_ROOT) -> Path:
@@ -191,7 +222,6 @@ def load(
         )
     chunks = [_chunk_from_dict(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
     trials = [Trial.from_dict(json.loads(line)) for line in _lines(path / "trials.jsonl")]
-    bm25 = bm25s.BM25.load(str(path / "bm25"), load_vocab=True, show_progress=False)
     return Index(
         name=name,
         path=path,
@@ -199,7 +229,7 @@ def load(
         chunks=chunks,
         trials={t.id: t for t in trials},
         faiss_index=faiss.read_index(str(path / "vectors.faiss")),
-        bm25=bm25,
+        bm25=Postings.read(path / "bm25"),
         facts=_read_facts(path, manifest),
     )
 
@@ -358,6 +388,8 @@ def _write(
     target.mkdir()
     index, kind = make_faiss_index(vectors)
     faiss.write_index(index, str(target / "vectors.faiss"))
+    import bm25s  # with scipy, about 0.2 s to import: only builds need it
+
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.embed_text) for c in chunks], show_progress=False)
     bm25.save(str(target / "bm25"), show_progress=False)
