@@ -186,6 +186,15 @@ class Vocabulary:
         return {tid: frozenset(words) for tid, words in self.weights.items()}
 
     @cached_property
+    def word_trials(self) -> dict[str, list[str]]:
+        """The trials each naming word names."""
+        found: dict[str, list[str]] = {}
+        for tid, tokens in self.names.items():
+            for token in tokens:
+                found.setdefault(token, []).append(tid)
+        return found
+
+    @cached_property
     def document_frequency(self) -> Counter[str]:
         counts: Counter[str] = Counter()
         for tokens in self.names.values():
@@ -318,7 +327,11 @@ class Vocabulary:
 
     def _fit(self, word: str) -> dict[str, float]:
         """The trials one naming word fits, each with how surely; rare words count most."""
-        scores = dict.fromkeys(self.acronyms.get(word, ()), ACRONYM_WEIGHT)
+        # An acronym names its trial outright, unless the word also names others ("RADICAL"
+        # beside radical prostatectomy; a sponsor given as the acronym): by how many.
+        acronym = self.acronyms.get(word, frozenset())
+        others = sum(1 for tid in self.word_trials.get(word, ()) if tid not in acronym)
+        scores = dict.fromkeys(acronym, ACRONYM_WEIGHT / (1 + others))
         if not self.known(word):
             corrected = self.correct(word)
             if corrected is None:
@@ -327,9 +340,8 @@ class Vocabulary:
         frequency = self.document_frequency[word]
         if frequency > max(2, len(self.names) // 4):
             return scores
-        for tid, weights in self.weights.items():
-            if word in weights:
-                scores[tid] = scores.get(tid, 0.0) + weights[word] / frequency
+        for tid in self.word_trials.get(word, ()):
+            scores[tid] = scores.get(tid, 0.0) + self.weights[tid][word] / frequency
         return scores
 
     def by_title(self, text: str) -> Resolution:

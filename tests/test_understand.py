@@ -369,3 +369,27 @@ def test_words_after_the_noun_choose_among_the_trials_the_name_fits(tmp_path: Pa
     assert asked.trials == () and set(asked.candidates) == {"NCT00000001", "NCT00000002"}, (
         asked.to_dict()
     )
+
+
+def test_an_acronym_that_is_also_a_common_word_does_not_name_its_trial_outright(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "records"
+    _titled(
+        folder,
+        {
+            "NCT00000001": ("Visudyne and Dexamethasone for Macular Lesions", ""),
+            "NCT00000002": ("Epidural Hydromorphone After Radical Prostatectomy", ""),
+            "NCT00000003": ("Radical Cystectomy With or Without Chemotherapy", ""),
+            "NCT00000004": ("Radical Nephrectomy in Kidney Cancer", ""),
+        },
+    )
+    record = json.loads((folder / "NCT00000001.json").read_text())
+    record["protocolSection"]["identificationModule"]["acronym"] = "RADICAL"
+    (folder / "NCT00000001.json").write_text(json.dumps(record))
+    vocabulary = Vocabulary({t.id: t for r in ingest_paths([folder]) for t in r.trials})
+    # The words of a description outweigh an acronym that is a word of other trials' names.
+    described = vocabulary.resolve(["epidural", "hydromorphone", "radical", "prostatectomy"])
+    assert described.trials == ("NCT00000002",), described
+    by_acronym = understand("Who sponsors the RADICAL trial?", vocabulary)
+    assert by_acronym.trials == ("NCT00000001",), by_acronym.to_dict()
