@@ -67,9 +67,10 @@ class BuildReport:
     files: int
     trials: int
     chunks: int
-    embedded: int
-    reused: int
+    embedded: int  # texts the model embedded
+    reused: int  # chunks whose vector the previous index had
     dropped_trials: int
+    repeated: int = 0  # chunks whose text another chunk of this build has: embedded once
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
@@ -273,7 +274,7 @@ def build(
         chunks = chunk_trials(trials)
         hashes = [_hash(embedder.name, c.embed_text) for c in chunks]
         previous = None if rebuild else _previous(root, name, embedder)
-        vectors, embedded = _vectors(chunks, hashes, previous, embedder, progress)
+        vectors, embedded, repeated = _vectors(chunks, hashes, previous, embedder, progress)
         old_trials = previous[2] if previous else set()
         dropped = len(old_trials - {t.id for t in trials})
         target = root / f".{name}-{uuid.uuid4().hex[:12]}"
@@ -286,8 +287,9 @@ def build(
         trials=len(trials),
         chunks=len(chunks),
         embedded=embedded,
-        reused=len(chunks) - embedded,
+        reused=len(chunks) - embedded - repeated,
         dropped_trials=dropped,
+        repeated=repeated,
         errors=errors,
         warnings=tuple(warnings),
         seconds=time.perf_counter() - started,
@@ -346,17 +348,26 @@ def _vectors(
     previous: tuple[dict[str, int], Vectors, set[str]] | None,
     embedder: Embedder,
     progress: bool,
-) -> tuple[Vectors, int]:
+) -> tuple[Vectors, int, int]:
+    """Every chunk's vector, the previous index's where it has the text, else embedded, each
+    distinct text once ("Signed informed consent" in a thousand trials is one text); with
+    how many texts were embedded and how many chunks repeated one of them."""
     rows, old = (previous[0], previous[1]) if previous else ({}, None)
     todo = [i for i, h in enumerate(hashes) if h not in rows]
-    fresh = embedder.encode([chunks[i].embed_text for i in todo], progress=progress)
+    distinct: dict[str, int] = {}  # hash -> its row in `fresh`
+    texts: list[str] = []
+    for i in todo:
+        if hashes[i] not in distinct:
+            distinct[hashes[i]] = len(texts)
+            texts.append(chunks[i].embed_text)
+    fresh = embedder.encode(texts, progress=progress)
     vectors = np.empty((len(chunks), embedder.dim), dtype=np.float32)
     if old is not None:
         reused = [i for i, h in enumerate(hashes) if h in rows]
         vectors[reused] = old[[rows[hashes[i]] for i in reused]]
     if todo:
-        vectors[todo] = fresh
-    return vectors, len(todo)
+        vectors[todo] = fresh[[distinct[hashes[i]] for i in todo]]
+    return vectors, len(distinct), len(todo) - len(distinct)
 
 
 def make_faiss_index(vectors: Vectors, approximate: bool | None = None) -> tuple[Any, str]:
@@ -527,7 +538,8 @@ def describe(report: BuildReport) -> str:
     parts = [
         f"Indexed {report.trials} trials ({report.chunks} chunks) from {report.files} files "
         f"into {report.path}",
-        f"embedded {report.embedded}, reused {report.reused}",
+        f"embedded {report.embedded}, reused {report.reused}"
+        + (f", {report.repeated} repeating a text embedded once" if report.repeated else ""),
     ]
     if report.dropped_trials:
         parts.append(f"dropped {report.dropped_trials} trials no longer in the corpus")

@@ -27,11 +27,35 @@ def copy_seeds(folder: Path) -> Path:
     return folder
 
 
+def test_a_text_is_embedded_once_however_many_chunks_have_it(
+    tmp_path: Path, embedder: SentenceEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "records"
+    folder.mkdir()
+    criteria = "Inclusion Criteria:\n\n* Age 18 or over\n* Age 18 or over\n* ECOG 0-1"
+    record = {
+        "protocolSection": {
+            "identificationModule": {"nctId": "NCT00000001", "briefTitle": "A study"},
+            "eligibilityModule": {"eligibilityCriteria": criteria},
+        }
+    }
+    (folder / "NCT00000001.json").write_text(json.dumps(record))
+    report = store.build([folder], embedder, root=tmp_path / "index", progress=True)
+    assert (report.embedded, report.repeated, report.reused) == (report.chunks - 1, 1, 0)
+    assert "1 repeating a text embedded once" in store.describe(report)
+    index = store.load(root=tmp_path / "index")
+    rows = [i for i, c in enumerate(index.chunks) if c.text == "Age 18 or over"]
+    assert len(rows) == 2 and (index.vectors[rows[0]] == index.vectors[rows[1]]).all()
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"embedded {report.embedded}/{report.embedded} chunks, ")
+    assert line.endswith(" chunks/s, 0 s left")
+
+
 def test_rebuild_embeds_only_what_changed(tmp_path: Path, embedder: SentenceEmbedder) -> None:
     corpus = copy_seeds(tmp_path / "corpus")
     root = tmp_path / "index"
     first = store.build([corpus], embedder, root=root)
-    assert (first.trials, first.embedded, first.reused) == (5, first.chunks, 0)
+    assert (first.trials, first.embedded + first.repeated, first.reused) == (5, first.chunks, 0)
 
     again = store.build([corpus], embedder, root=root)
     assert (again.embedded, again.reused, again.chunks) == (0, first.chunks, first.chunks)
@@ -49,7 +73,7 @@ def test_rebuild_embeds_only_what_changed(tmp_path: Path, embedder: SentenceEmbe
     assert hit.chunk.text == "platelets ≥ 75 × 10^9 / L;"
 
     forced = store.build([corpus], embedder, root=root, rebuild=True)
-    assert forced.embedded == forced.chunks
+    assert forced.embedded + forced.repeated == forced.chunks
 
     # An index of an older format is updated, its embeddings reused.
     manifest = store.load(root=root).path / "manifest.json"
