@@ -129,7 +129,8 @@ def _duration(seconds: float) -> str:
 
 
 def pick_device(device: str) -> str:
-    """ "auto": the first GPU torch sees (CUDA, then Apple's MPS), else the CPU."""
+    """The device to embed on; for "auto", the first GPU torch sees (CUDA, then Apple's
+    MPS), else the CPU."""
     if device != "auto":
         return device
     import torch

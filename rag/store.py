@@ -122,8 +122,13 @@ class Index:
 
     @cached_property
     def vectors(self) -> Vectors:
-        """All chunk vectors, in chunk order (read back from FAISS once)."""
-        n = self.faiss_index.ntotal
+        """All chunk vectors, in chunk order: a view of a flat FAISS index's own storage (no
+        copy: 92 MB on the 2,522 trials of ../shared/data), valid while this Index lives;
+        read back from HNSW once."""
+        n, dim = self.faiss_index.ntotal, self.faiss_index.d
+        if self.exact:
+            stored = faiss.rev_swig_ptr(self.faiss_index.get_xb(), n * dim)
+            return np.asarray(stored, dtype=np.float32).reshape(n, dim)
         return np.asarray(self.faiss_index.reconstruct_n(0, n), dtype=np.float32)
 
     @property
@@ -339,7 +344,7 @@ def _previous(
     if old.manifest.get("model") != embedder.name:
         return None  # a chunk's hash names its model and text: its vector holds in any format
     rows = {json.loads(line)["hash"]: i for i, line in enumerate(_lines(old.path / "chunks.jsonl"))}
-    return rows, old.vectors, set(old.trials)
+    return rows, np.array(old.vectors), set(old.trials)  # a copy: `old` is freed on return
 
 
 def _vectors(
