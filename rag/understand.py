@@ -196,10 +196,7 @@ class Vocabulary:
 
     @cached_property
     def document_frequency(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        for tokens in self.names.values():
-            counts.update(tokens)
-        return counts
+        return Counter({word: len(tids) for word, tids in self.word_trials.items()})
 
     @cached_property
     def acronyms(self) -> dict[str, frozenset[str]]:
@@ -329,9 +326,11 @@ class Vocabulary:
         """The trials one naming word fits, each with how surely; rare words count most."""
         # An acronym names its trial outright, unless the word also names others ("RADICAL"
         # beside radical prostatectomy; a sponsor given as the acronym): by how many.
-        acronym = self.acronyms.get(word, frozenset())
-        others = sum(1 for tid in self.word_trials.get(word, ()) if tid not in acronym)
-        scores = dict.fromkeys(acronym, ACRONYM_WEIGHT / (1 + others))
+        scores: dict[str, float] = {}
+        acronym = self.acronyms.get(word)
+        if acronym:
+            others = sum(1 for tid in self.word_trials.get(word, ()) if tid not in acronym)
+            scores = dict.fromkeys(acronym, ACRONYM_WEIGHT / (1 + others))
         if not self.known(word):
             corrected = self.correct(word)
             if corrected is None:
