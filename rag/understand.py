@@ -160,6 +160,10 @@ FUZZY_MIN_LENGTH = 6  # shorter words are only matched exactly
 ACRONYM_WEIGHT = 10.0  # an acronym or code names one trial outright
 MAX_CANDIDATES = 10  # trials listed when a name fits several; more, and the name says too little
 TITLE_WEIGHT = 100.0  # so does the whole title
+RARITY_EXPONENT = 0.5  # a naming word shared by n trials counts n ** -0.5 (see rarity)
+# A trial within this of the best fit, that some naming word fits better, is as likely meant:
+# about one word that 25 trials share.
+CONTESTED_MARGIN = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,11 +303,15 @@ class Vocabulary:
         return near[0] if len(near) == 1 else None
 
     def resolve(self, words: Iterable[str]) -> Resolution:
-        """The trials these naming words fit best; rare words count most."""
-        return _best(self.scores(words))
+        """The trials these naming words fit best (see _best)."""
+        return _best(self.evidence(words))
 
     def scores(self, words: Iterable[str]) -> dict[str, float]:
         """Every trial some of these naming words fit, with how well."""
+        return {tid: sum(found.values()) for tid, found in self.evidence(words).items()}
+
+    def evidence(self, words: Iterable[str]) -> dict[str, dict[str, float]]:
+        """Every trial some of these naming words fit, with what each word adds."""
         words = set(words)
         # A hyphenated word the index knows counts once for a trial that has it, not again
         # through its parts ("first-line" is one naming word, not three); a trial with only
@@ -314,13 +322,25 @@ class Vocabulary:
             if ("-" in word or "/" in word) and self.known(word)
         }
         found = {word: self._fit(word) for word in words if word not in FRAME}
-        scores: dict[str, float] = {}
+        evidence: dict[str, dict[str, float]] = {}
+        through: dict[tuple[str, str], float] = {}  # (compound, trial): what its parts gave
         for word, fits in found.items():
             for tid, score in fits.items():
                 if any(word in p and tid in found[c] for c, p in parts.items()):
                     continue
-                scores[tid] = scores.get(tid, 0.0) + score
-        return scores
+                compound = next((c for c, p in parts.items() if word in p), None)
+                if compound is not None:
+                    # The parts together say no more than the compound would ("PD-1/L1"
+                    # for "PD-L1"), however rare each part is, and some of them only their
+                    # share of it ("line", of "first-line", for "second-line").
+                    have = sum(1 for p in parts[compound] if tid in found.get(p, {}))
+                    share = have / len(parts[compound])
+                    cap = self.rarity(self.document_frequency[compound]) * share
+                    given = through.get((compound, tid), 0.0)
+                    score = min(score, cap - given)
+                    through[(compound, tid)] = given + score
+                evidence.setdefault(tid, {})[word] = score
+        return evidence
 
     def _fit(self, word: str) -> dict[str, float]:
         """The trials one naming word fits, each with how surely; rare words count most."""
@@ -339,9 +359,18 @@ class Vocabulary:
         frequency = self.document_frequency[word]
         if frequency > max(2, len(self.names) // 4):
             return scores
+        rarity = self.rarity(frequency)
         for tid in self.word_trials.get(word, ()):
-            scores[tid] = scores.get(tid, 0.0) + self.weights[tid][word] / frequency
+            scores[tid] = scores.get(tid, 0.0) + self.weights[tid][word] * rarity
         return scores
+
+    @staticmethod
+    def rarity(frequency: int) -> float:
+        """How surely a word that `frequency` trials share names one of them: 1 for a word of
+        one trial, falling with the square root of how many share it, so that a description's
+        many words add up and one rare word ("randomizing", in one summary) does not outweigh
+        them all."""
+        return float(frequency**-RARITY_EXPONENT)
 
     def by_title(self, text: str) -> Resolution:
         """Trials whose whole title the text holds (the longest title wins)."""
@@ -354,11 +383,22 @@ class Vocabulary:
         return Resolution(tuple(ids), TITLE_WEIGHT)
 
 
-def _best(scores: dict[str, float]) -> Resolution:
-    if not scores:
+def _best(evidence: dict[str, dict[str, float]]) -> Resolution:
+    """The trial the words fit best; with it, the trials as good, and those nearly as good
+    (within CONTESTED_MARGIN) that some word fits better than the best one: the words do not
+    tell them apart, so the question does not name one of them."""
+    if not evidence:
         return Resolution((), 0.0)
+    scores = {tid: sum(found.values()) for tid, found in evidence.items()}
     top = max(scores.values())
-    best = sorted(tid for tid, s in scores.items() if s >= top - 1e-9)
+    leader = evidence[min(tid for tid, s in scores.items() if s >= top - 1e-9)]
+
+    def contested(tid: str) -> bool:
+        return scores[tid] >= top - CONTESTED_MARGIN and any(
+            v > leader.get(w, 0.0) for w, v in evidence[tid].items()
+        )
+
+    best = sorted(tid for tid, s in scores.items() if s >= top - 1e-9 or contested(tid))
     return Resolution(tuple(best), top)
 
 

@@ -393,3 +393,53 @@ def test_an_acronym_that_is_also_a_common_word_does_not_name_its_trial_outright(
     assert described.trials == ("NCT00000002",), described
     by_acronym = understand("Who sponsors the RADICAL trial?", vocabulary)
     assert by_acronym.trials == ("NCT00000001",), by_acronym.to_dict()
+
+
+def _fillers(count: int) -> dict[str, tuple[str, str]]:
+    """Records whose words are too common to name anything, to give a corpus its size."""
+    return {f"NCT00000{900 + i}": ("Aspirin After Stroke", "") for i in range(count)}
+
+
+def test_one_rare_word_of_a_summary_does_not_outweigh_a_description(tmp_path: Path) -> None:
+    titles = {"NCT00000001": ("CHOP Chemotherapy for HIV-Associated Lymphoma", "")}
+    for i in range(6):  # each word of the description is shared by seven trials
+        titles[f"NCT0000010{i}"] = ("Zidovudine for HIV Infection", "")
+        titles[f"NCT0000020{i}"] = ("Radiotherapy for Lymphoma", "")
+        titles[f"NCT0000030{i}"] = ("CHOP Versus Observation in Sarcoma", "")
+    titles["NCT00000400"] = ("Weight Loss Counselling", "Randomizing clinics to two programmes.")
+    vocabulary = _titled(tmp_path / "records", titles | _fillers(13))
+    question = understand(
+        "How many were enrolled in the trial randomizing HIV patients with lymphoma to CHOP?",
+        vocabulary,
+    )
+    assert question.trials == ("NCT00000001",), question.to_dict()
+
+
+def test_a_trial_nearly_as_good_that_a_word_fits_better_is_asked_about(tmp_path: Path) -> None:
+    titles = {
+        "NCT00000001": ("Topical Ointment for Genital Warts", ""),
+        "NCT00000002": ("Ointment in Common Warts", ""),
+        "NCT00000003": ("Topical Cream in Psoriasis", ""),
+        "NCT00000004": ("Common Cold in Children", ""),
+        "NCT00000005": ("Common Variable Immunodeficiency", ""),
+    }
+    vocabulary = _titled(tmp_path / "records", titles | _fillers(10))
+    # "topical" fits the genital warts trial, "common" the common warts one, and neither word
+    # is much rarer than the other: the question does not say which it means.
+    asked = understand("Who sponsors the topical ointment common warts study?", vocabulary)
+    assert asked.trials == () and set(asked.candidates) == {"NCT00000001", "NCT00000002"}, (
+        asked.to_dict()
+    )
+    named = understand("Who sponsors the ointment study for genital warts?", vocabulary)
+    assert named.trials == ("NCT00000001",), named.to_dict()
+
+
+def test_part_of_a_compound_counts_only_its_share_of_it(tmp_path: Path) -> None:
+    titles = {
+        "NCT00000001": ("Anlotinib in Esophageal Cancer", "A second-line study."),
+        "NCT00000002": ("First-line Camrelizumab in Esophageal Cancer", ""),
+    }
+    vocabulary = _titled(tmp_path / "records", titles | _fillers(6))
+    # "line", of "first-line", is half of "second-line": never more than the trial that says it.
+    fit = vocabulary.resolve(["second-line", "second", "line"])
+    assert "NCT00000001" in fit.trials, fit
