@@ -29,7 +29,7 @@ import numpy as np
 from rag import store
 from rag.embed import SentenceEmbedder
 from rag.lexical import tokenize
-from rag.retrieve import Retriever
+from rag.retrieve import CANDIDATES, Retriever
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -62,8 +62,16 @@ def main() -> None:
         exact = _latency(Retriever(index, embedder), queries)
         big = _tenfold(index)
         big_exact = _latency(Retriever(big, embedder), queries)
-        hnsw = replace(big, manifest=big.manifest | {"faiss": "hnsw"})
-        hnsw.faiss_index, _ = store.make_faiss_index(big.vectors, approximate=True)
+        graph, _ = store.make_faiss_index(big.vectors, approximate=True)
+        hnsw = store.Index(
+            name="tenfold-hnsw",
+            path=big.path,
+            manifest=big.manifest | {"faiss": "hnsw"},
+            chunks=big.chunks,
+            trials=big.trials,
+            faiss_index=graph,
+            bm25=big.bm25,
+        )
         big_hnsw = _latency(Retriever(hnsw, embedder), queries)
         recall = _hnsw_recall(big, hnsw, embedder, queries)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -143,7 +151,7 @@ def _hnsw_recall(
     """
     vectors = embedder.encode(queries)
     truth, _ = exact.faiss_index.search(vectors, 10)
-    hnsw.faiss_index.hnsw.efSearch = store.HNSW_EF_SEARCH
+    hnsw.faiss_index.hnsw.efSearch = store.ef_search(len(hnsw.chunks), CANDIDATES)
     found, _ = hnsw.faiss_index.search(vectors, 10)
     tenth = truth[:, -1:] - 1e-5
     return float((found >= tenth).sum() / found.size)

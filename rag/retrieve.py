@@ -12,14 +12,16 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from rag.embed import Embedder, Vectors
 from rag.filters import Filters
 from rag.lexical import expand
-from rag.store import Index
+from rag.store import Index, Rows
 from rag.types import Hit, Trial
 
 Method = Literal["hybrid", "dense", "lexical"]
+Mask = npt.NDArray[np.bool_]
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
 CANDIDATES = 200  # chunks each retriever contributes to the fusion
@@ -54,7 +56,8 @@ class Retriever:
         """The best k chunks, at most per_trial from one trial."""
         allowed, notes = self._allowed(filters)
         fused, dense_rank, lexical_rank = self._fuse(query, allowed, method, CANDIDATES)
-        order = [int(i) for i in np.argsort(-fused, kind="stable") if fused[i] > 0]
+        ranked = np.flatnonzero(fused)  # the few hundred chunks either retriever ranked
+        order = [int(i) for i in ranked[np.argsort(-fused[ranked], kind="stable")]]
         hits: list[Hit] = []
         taken: dict[str, int] = {}
         for i in order:
@@ -78,10 +81,11 @@ class Retriever:
     ) -> list[TrialHits]:
         """Every trial that passes the filters, each with its best chunks, best trial first."""
         allowed, notes = self._allowed(filters)
-        fused, dense_rank, lexical_rank = self._fuse(query, allowed, method, len(allowed))
+        everything = len(self.index.chunks)
+        fused, dense_rank, lexical_rank = self._fuse(query, allowed, method, everything)
         results: list[TrialHits] = []
         for trial_id, rows in self.index.trial_chunks.items():
-            if not allowed[rows[0]]:
+            if allowed is not None and not allowed[rows[0]]:
                 continue
             best = sorted(rows, key=lambda i: -fused[i])[:per_trial]
             why = notes.get(trial_id, ())
@@ -92,11 +96,11 @@ class Retriever:
         results.sort(key=lambda r: -r.hits[0].score if r.hits else 0.0)
         return results
 
-    def _allowed(self, filters: Filters | None) -> tuple[np.ndarray, dict[str, tuple[str, ...]]]:
-        n = len(self.index.chunks)
+    def _allowed(self, filters: Filters | None) -> tuple[Mask | None, dict[str, tuple[str, ...]]]:
+        """The chunks of the trials the filters let through (None: every chunk), and why."""
         if filters is None or not filters.active:
-            return np.ones(n, dtype=bool), {}
-        allowed = np.zeros(n, dtype=bool)
+            return None, {}
+        allowed = np.zeros(len(self.index.chunks), dtype=bool)
         notes: dict[str, tuple[str, ...]] = {}
         for trial_id, rows in self.index.trial_chunks.items():
             ok, why = filters.check(self.index.trials[trial_id])
@@ -107,7 +111,7 @@ class Retriever:
         return allowed, notes
 
     def _fuse(
-        self, query: str, allowed: np.ndarray, method: Method, candidates: int
+        self, query: str, allowed: Mask | None, method: Method, candidates: int
     ) -> tuple[Vectors, dict[int, int], dict[int, int]]:
         """Fused RRF score of every chunk (0 where neither retriever ranked it)."""
         n = len(self.index.chunks)
@@ -116,11 +120,17 @@ class Retriever:
         lexical_rank: dict[int, int] = {}
         if method in ("hybrid", "dense"):
             vector = self.embedder.encode([query])[0]
-            scores = self.index.dense_scores(vector, min(n, max(candidates, CANDIDATES)))
-            dense_rank = _ranks(np.where(allowed, scores, -np.inf), candidates)
+            among = None if allowed is None else np.flatnonzero(allowed)
+            wanted = min(n, max(candidates, CANDIDATES))
+            rows, scores = self.index.dense_top(vector, wanted, among)
+            if len(rows) == n:
+                dense_rank = _ranks_of_all(_masked(scores, allowed), candidates)
+            else:
+                dense_rank = _ranks_of_some(rows, scores, allowed, candidates)
         if method in ("hybrid", "lexical"):
             scores = self.index.lexical_scores(expand(query))
-            lexical_rank = _ranks(np.where(allowed & (scores > 0), scores, -np.inf), candidates)
+            scores = _masked(np.where(scores > 0, scores, -np.inf), allowed)
+            lexical_rank = _ranks_of_all(scores, candidates)
         for ranks in (dense_rank, lexical_rank):
             for i, rank in ranks.items():
                 fused[i] += 1.0 / (RRF_K + rank)
@@ -137,8 +147,21 @@ class Retriever:
         )
 
 
-def _ranks(scores: Vectors, limit: int) -> dict[int, int]:
-    """1-based ranks of the top `limit` finite scores."""
+def _masked(scores: Vectors, allowed: Mask | None) -> Vectors:
+    return scores if allowed is None else np.where(allowed, scores, -np.inf)
+
+
+def _ranks_of_some(rows: Rows, scores: Vectors, allowed: Mask | None, limit: int) -> dict[int, int]:
+    """1-based ranks of the `limit` best of some chunks' scores that the filter allows."""
+    if allowed is not None:
+        keep = allowed[rows]
+        rows, scores = rows[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")[:limit]
+    return {int(i): rank for rank, i in enumerate(rows[order], start=1)}
+
+
+def _ranks_of_all(scores: Vectors, limit: int) -> dict[int, int]:
+    """1-based ranks of the top `limit` finite scores of every chunk."""
     finite = np.isfinite(scores)
     count = int(finite.sum())
     if count == 0:

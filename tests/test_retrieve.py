@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -13,9 +14,9 @@ from rag import store
 from rag.cli import app
 from rag.embed import SentenceEmbedder
 from rag.errors import RagError
-from rag.filters import parse_filters
+from rag.filters import Filters, parse_filters
 from rag.metrics import RetrievalScore, score
-from rag.retrieve import Method, Retriever
+from rag.retrieve import CANDIDATES, Method, Retriever
 
 GOLD = Path(__file__).resolve().parents[1] / "eval" / "retrieval.jsonl"
 NSCLC = (
@@ -184,3 +185,42 @@ def test_search_command_errors(seed_index_root: Path, monkeypatch: pytest.Monkey
         result.stderr
         == "error: No index 'nope' under index/; build it with: rag index --name nope\n"
     )
+
+
+def _approximate(index: store.Index) -> store.Index:
+    """The same index searched through an HNSW graph, as store.build makes above its threshold."""
+    graph, kind = store.make_faiss_index(np.array(index.vectors), approximate=True)
+    return store.Index(
+        name=index.name,
+        path=index.path,
+        manifest=index.manifest | {"faiss": kind},
+        chunks=index.chunks,
+        trials=index.trials,
+        faiss_index=graph,
+        bm25=index.bm25,
+        facts=index.facts,
+    )
+
+
+@pytest.mark.skipif(not NSCLC.exists(), reason=f"{NSCLC} is absent: the graph needs its chunks")
+def test_an_approximate_index_answers_as_the_exact_one(
+    eval_index: store.Index, embedder: SentenceEmbedder
+) -> None:
+    approximate = _approximate(eval_index)
+    assert not approximate.exact and (approximate.vectors == eval_index.vectors).all()
+    exact, graph = Retriever(eval_index, embedder), Retriever(approximate, embedder)
+    queries = [q["query"] for q in gold_queries(eval_index)]
+    same = [
+        len({h.chunk.id for h in exact.search(q, k=5)} & {h.chunk.id for h in graph.search(q, k=5)})
+        for q in queries
+    ]
+    assert sum(same) / (5 * len(queries)) >= 0.95, same
+    # A search confined to one trial whose chunks the graph's top 200 lacks still ranks them
+    # by meaning, as the exact index does.
+    query, trial = "hepatitis B virus infection", "T-fcd9d254a2"
+    top = approximate.dense_top(embedder.encode([query])[0], CANDIDATES)[0]
+    assert not {approximate.chunks[i].trial_id for i in top} & {trial}
+    scope = Filters(trial_ids=frozenset({trial}))
+    want = [(h.chunk.id, h.dense_rank) for h in exact.search(query, k=5, filters=scope)]
+    got = [(h.chunk.id, h.dense_rank) for h in graph.search(query, k=5, filters=scope)]
+    assert got == want and all(rank is not None for _, rank in got), got
