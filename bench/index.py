@@ -1,8 +1,9 @@
 """Indexing and query benchmark over ../shared/data (not a test; numbers go in the issue note).
 
 Reports, all in one process so the ratios compare like with like:
-- indexing throughput of `store.build` in chunks/s against plain `model.encode` of the same
-  texts with the same model and batch size (target: the pipeline keeps >= 85%);
+- indexing throughput of the whole `store.build` (reading, chunking, typing, embedding, BM25,
+  FAISS, writing) against plain `model.encode` of the texts it embedded, with the same model
+  and batch size (target: the build keeps >= 90%);
 - bytes on disk per chunk;
 - warm query latency p50/p95 of hybrid search at the corpus size and at ten times it
   (chunks duplicated), exact FAISS and HNSW, with HNSW recall@10 against exact;
@@ -50,12 +51,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     try:
         report = store.build(files, embedder, root=work, rebuild=True)
-        pipeline = report.chunks / report.seconds
         index = store.load(root=work)
-        texts = [c.embed_text for c in index.chunks]
+        # The texts the build embedded: each distinct chunk text once.
+        texts = list(dict.fromkeys(c.embed_text for c in index.chunks))
         started = time.perf_counter()
         embedder.model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True)
         encode = len(texts) / (time.perf_counter() - started)
+        pipeline = len(texts) / report.seconds
         disk = sum(p.stat().st_size for p in index.path.rglob("*") if p.is_file())
 
         queries = _queries(args.queries)
@@ -78,8 +80,9 @@ def main() -> None:
 
         print(f"{report.files} files, {report.trials} trials, {report.chunks} chunks")
         print(
-            f"indexing: pipeline {pipeline:.0f} chunks/s, model.encode {encode:.0f} chunks/s, "
-            f"ratio {pipeline / encode:.2f} (target >= 0.85); build {report.seconds:.0f} s"
+            f"indexing {len(texts)} distinct texts ({report.repeated} chunks repeated one): "
+            f"whole build {pipeline:.0f} texts/s, model.encode alone {encode:.0f} texts/s, "
+            f"ratio {pipeline / encode:.2f} (target >= 0.90); build {report.seconds:.0f} s"
         )
         print(f"disk: {disk / report.chunks:.0f} bytes/chunk ({disk / 1e6:.1f} MB)")
         print(f"query latency, warm, hybrid k=10, {len(queries)} queries:")

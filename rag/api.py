@@ -284,6 +284,8 @@ class TrialOut(TrialSummary):
     primary_outcomes: list[str] | None
     contacts: list[str] | None
     acronym: str | None
+    study_ids: list[str] | None = Field(description="the sponsor's own and secondary ids")
+    keywords: list[str] | None
     allocation: str | None
     intervention_model: str | None
     masking: str | None

@@ -367,6 +367,8 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
         brief_summary=_field(ps, "descriptionModule", "briefSummary"),
         description=_field(ps, "descriptionModule", "detailedDescription"),
         acronym=_text(ident.get("acronym")),
+        study_ids=_study_ids(ident),
+        keywords=_strings(_get(ps, "conditionsModule", "keywords")),
         allocation=normalize.design("allocation", _text(design.get("allocation"))),
         intervention_model=normalize.design(
             "intervention_model", _text(design.get("interventionModel"))
@@ -390,6 +392,16 @@ def _study(ps: dict[str, Any], path: str, fmt: str) -> Trial:
         eligibility_text=eligibility,
         warnings=tuple(warnings),
     )
+
+
+def _study_ids(ident: dict[str, Any]) -> tuple[str, ...] | None:
+    """The sponsor's own id, the secondary ids (other registries, grants) and the NCT numbers
+    the trial was also registered under, of an API v2 identification module."""
+    own = _field(ident, "orgStudyIdInfo", "id")
+    others = _names(ident.get("secondaryIdInfos"), "id") or ()
+    aliases = _strings(ident.get("nctIdAliases")) or ()
+    found = tuple(dict.fromkeys(([own] if own else []) + list(others) + list(aliases)))
+    return found or None
 
 
 def _places(items: Any, keys: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -477,6 +489,10 @@ def _from_xml(text: str, path: Path) -> Trial:
         brief_summary=_unwrap(root.findtext("brief_summary/textblock")),
         description=_unwrap(root.findtext("detailed_description/textblock")),
         acronym=_xml_text(root, "acronym"),
+        study_ids=_xml_all(
+            root, "id_info/org_study_id", "id_info/secondary_id", "id_info/nct_alias"
+        ),
+        keywords=_xml_all(root, "keyword"),
         allocation=_xml_design(root, "allocation"),
         intervention_model=_xml_design(root, "intervention_model"),
         masking=_xml_design(root, "masking"),
@@ -511,8 +527,13 @@ def _xml_text(root: ET.Element, path: str) -> str | None:
     return value.strip() if value and value.strip() else None
 
 
-def _xml_all(root: ET.Element, path: str) -> tuple[str, ...] | None:
-    found = [el.text.strip() for el in root.findall(path) if el.text and el.text.strip()]
+def _xml_all(root: ET.Element, *paths: str) -> tuple[str, ...] | None:
+    found = [
+        el.text.strip()
+        for path in paths
+        for el in root.findall(path)
+        if el.text and el.text.strip()
+    ]
     return tuple(found) or None
 
 

@@ -47,7 +47,8 @@ from rag.lexical import tokenize
 from rag.types import Chunk, Trial
 
 # 2: trials carry derived values, design, arms, contacts, locations; chunks the readable name.
-FORMAT_VERSION = 2
+# 3: trials carry their study ids and keywords (names people give them).
+FORMAT_VERSION = 3
 INDEX_ROOT = Path("index")
 DEFAULT_NAME = "default"
 # Exact search is one matrix product per query, about 0.11 ms per thousand chunks on 2 cores
@@ -102,13 +103,19 @@ class Index:
             self.trial_chunks.setdefault(chunk.trial_id, []).append(i)
 
     def find_trial(self, trial_id: str) -> Trial | None:
-        """A trial by id as a user types it: NCT numbers and T- ids in any case."""
+        """A trial by id as a user types it: NCT numbers (its own or an alias) and T- ids in any
+        case."""
         key = trial_id.strip()
         if key[:3].upper() == "NCT":
             key = key.upper()
         elif key[:2].upper() == "T-":
             key = "T-" + key[2:].lower()
-        return self.trials.get(key)
+        return self.trials.get(key) or self.trials.get(self.aliases.get(key, ""))
+
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """Each other NCT number a trial was registered under, to the trial's id."""
+        return {a: t.id for t in self.trials.values() for a in t.nct_aliases}
 
     def typed(self, trial_id: str) -> tuple[Typed, ...]:
         """The trial's typed criteria: stored by the build, else typed now (once)."""

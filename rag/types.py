@@ -98,6 +98,8 @@ class Trial:
     locations: tuple[str, ...] | None = None  # "facility, city, country"
     countries: tuple[str, ...] | None = None
     last_update: str | None = None
+    study_ids: tuple[str, ...] | None = None  # the sponsor's, other registries', NCT aliases
+    keywords: tuple[str, ...] | None = None
     criteria: tuple[Criterion, ...] = ()
     # The eligibility text the criteria spans point into, for JSON and XML records;
     # None for registry pages, whose spans point into the file itself.
@@ -123,6 +125,13 @@ class Trial:
             if isinstance(value, list):
                 values[key] = tuple(value)
         return cls(**values)
+
+    @property
+    def nct_aliases(self) -> tuple[str, ...]:
+        """The other NCT numbers the trial was registered under (among its study ids)."""
+        return tuple(
+            i.upper() for i in self.study_ids or () if i[:3].upper() == "NCT" and i[3:].isdigit()
+        )
 
     def criteria_in(self, section: Section) -> list[Criterion]:
         return [c for c in self.criteria if c.section == section]

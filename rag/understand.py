@@ -160,6 +160,9 @@ FUZZY_MIN_LENGTH = 6  # shorter words are only matched exactly
 ACRONYM_WEIGHT = 10.0  # an acronym or code names one trial outright
 MAX_CANDIDATES = 10  # trials listed when a name fits several; more, and the name says too little
 TITLE_WEIGHT = 100.0  # so does the whole title
+# A name whose words fit its one trial less surely than this (no word that fewer than about
+# four trials share) names it only when the words after the noun do not point elsewhere.
+WEAK_NAME = 0.5
 RARITY_EXPONENT = 0.5  # a naming word shared by n trials counts n ** -0.5 (see rarity)
 # A trial within this of the best fit, that some naming word fits better, is as likely meant:
 # about one word that 25 trials share.
@@ -201,6 +204,11 @@ class Vocabulary:
     @cached_property
     def document_frequency(self) -> Counter[str]:
         return Counter({word: len(tids) for word, tids in self.word_trials.items()})
+
+    @cached_property
+    def aliases(self) -> dict[str, str]:
+        """Each other NCT number a trial was registered under, to the trial's id."""
+        return {a: tid for tid, t in self.trials.items() for a in t.nct_aliases}
 
     @cached_property
     def acronyms(self) -> dict[str, frozenset[str]]:
@@ -408,7 +416,9 @@ PROSE_WEIGHT = 0.5
 
 
 def _naming_tokens(trial: Trial) -> dict[str, float]:
-    """The words people name a trial by, with how surely each names it."""
+    """The words people name a trial by, with how surely each names it: those of its titles,
+    sponsor, people, treatments, conditions, keywords, acronym and study ids ("CALGB-9781")
+    surely, those of its summary and design less."""
     strong: list[str] = [trial.title or "", trial.official_title or "", trial.sponsor or ""]
     weak: list[str] = [trial.brief_summary or "", *about_sentences(trial)]
     for name in (
@@ -417,6 +427,8 @@ def _naming_tokens(trial: Trial) -> dict[str, float]:
         "investigators",
         "contacts",
         "acronym",
+        "study_ids",
+        "keywords",
         "allocation",
         "intervention_model",
         "masking",
@@ -435,7 +447,9 @@ def _naming_tokens(trial: Trial) -> dict[str, float]:
     return {t: w for t, w in weights.items() if t not in FRAME}
 
 
-_FREE_TEXT = frozenset({"interventions", "conditions", "investigators", "contacts", "acronym"})
+_FREE_TEXT = frozenset(
+    {"interventions", "conditions", "investigators", "contacts", "acronym", "study_ids", "keywords"}
+)
 
 
 def _distance(a: str, b: str, limit: int) -> int:
@@ -1088,15 +1102,18 @@ def _phrase_names(
     fits = [vocabulary.resolve(_name_words(part)) for part in _split_names(name, text)]
     fits = [fit for fit in fits if fit.trials]
     noun_end = found.end()
-    if tail and (not fits or (len(fits) == 1 and len(fits[0].trials) > 1)):
+    weak = len(fits) == 1 and len(fits[0].trials) == 1 and fits[0].score < WEAK_NAME
+    if tail and (not fits or (len(fits) == 1 and len(fits[0].trials) > 1) or weak):
         # "the oligometastatic trial | sponsored by Fudan": the tail may settle the name, but
-        # only on a trial the name's own words fit too, never on one named by the tail alone.
+        # only on a trial the name's own words fit too, never on one named by the tail alone;
+        # unless the name is only common words ("the skin biopsy study | of fibrillin-1 in
+        # systemic sclerosis"), which say less than the tail.
         fitting = vocabulary.scores(_name_words(name))
         whole = vocabulary.resolve(_name_words(name + " " + tail))
-        if fitting:
+        if fitting and not weak:
             among = tuple(t for t in whole.trials if t in fitting)
             whole = Resolution(among, whole.score if among else 0.0)
-        if whole.trials and (not fits or len(whole.trials) < len(fits[0].trials)):
+        if whole.trials and (not fits or len(whole.trials) < len(fits[0].trials) or weak):
             fits = [whole]
     if not fits:
         if not _meaningful(name + " " + tail):
@@ -1155,7 +1172,7 @@ def _find_id(vocabulary: Vocabulary, key: str) -> str | None:
         key = key.upper()
     else:
         key = "T-" + key[2:].lower()
-    return key if key in vocabulary.trials else None
+    return key if key in vocabulary.trials else vocabulary.aliases.get(key)
 
 
 def _name_words(name: str) -> list[str]:

@@ -285,7 +285,7 @@ def test_ingest_table_for_the_seed_corpus() -> None:
     assert lines[1].split() == ["id", "fields", "derived", "incl", "excl", "warnings"]
     # The page states 14 fields (the Design line four of them); its treatment, apatinib, only
     # in the description.
-    assert lines[2].split() == ["NCT03913182", "14/34", "1", "0", "0", "-"]
+    assert lines[2].split() == ["NCT03913182", "14/36", "1", "0", "0", "-"]
     assert any(
         line.split()[:1] == ["NCT04984096"] and line.split()[3:5] == ["5", "6"] for line in lines
     )

@@ -170,6 +170,11 @@ def test_xml_fields_equal_the_records_own(by_id: dict[str, Trial]) -> None:
                 raw = raw.split(" (")[0] if raw != "None (Open Label)" else raw  # who is masked
             assert getattr(trial, name) == (table[raw] if raw else None), (file.name, name)
         assert trial.acronym == root.findtext("acronym"), file.name
+        tags = ("org_study_id", "secondary_id", "nct_alias")
+        ids = [e.text for tag in tags for e in root.findall(f"id_info/{tag}") if e.text]
+        assert trial.study_ids == (tuple(ids) or None), file.name
+        keywords = tuple(k.text for k in root.findall("keyword") if k.text)
+        assert trial.keywords == (keywords or None), file.name
         countries = tuple(c.text for c in root.findall("location_countries/country"))
         assert trial.countries == (countries or None), file.name
         arms = tuple(a.text for a in root.findall("arm_group/arm_group_label"))
@@ -213,7 +218,14 @@ def test_json_fields_equal_the_records_own(by_id: dict[str, Trial]) -> None:
             assert trial.enrollment == info.get("count"), nct
         assert trial.title == ps["identificationModule"]["briefTitle"], nct
         assert trial.sponsor == ps["sponsorCollaboratorsModule"]["leadSponsor"]["name"], nct
-        assert trial.acronym == ps["identificationModule"].get("acronym"), nct
+        ident = ps["identificationModule"]
+        assert trial.acronym == ident.get("acronym"), nct
+        ids = [ident["orgStudyIdInfo"]["id"]] if "orgStudyIdInfo" in ident else []
+        ids += [i["id"] for i in ident.get("secondaryIdInfos", []) if i["id"] not in ids]
+        ids += ident.get("nctIdAliases", [])
+        assert trial.study_ids == (tuple(ids) or None), nct
+        keywords = ps.get("conditionsModule", {}).get("keywords")
+        assert trial.keywords == (tuple(keywords) if keywords else None), nct
         design = ps.get("designModule", {}).get("designInfo", {})
         masking = design.get("maskingInfo", {}).get("masking")
         assert trial.masking == masking, nct

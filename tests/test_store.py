@@ -114,7 +114,7 @@ def test_other_model_or_newer_format_is_refused_with_the_fix(
     manifest = root / "default" / "manifest.json"
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps(data | {"format": 99}))
-    with pytest.raises(StoreError, match=r"format 99, newer than this rag reads \(2\)\. Rebuild"):
+    with pytest.raises(StoreError, match=r"format 99, newer than this rag reads \(3\)\. Rebuild"):
         store.load(root=root)
     manifest.write_text(json.dumps(data | {"format": 1}))
     with pytest.raises(StoreError) as older:

@@ -443,3 +443,54 @@ def test_part_of_a_compound_counts_only_its_share_of_it(tmp_path: Path) -> None:
     # "line", of "first-line", is half of "second-line": never more than the trial that says it.
     fit = vocabulary.resolve(["second-line", "second", "line"])
     assert "NCT00000001" in fit.trials, fit
+
+
+def test_keywords_study_ids_and_nct_aliases_name_a_trial(tmp_path: Path) -> None:
+    folder = tmp_path / "records"
+    folder.mkdir()
+    records: dict[str, tuple[str, dict[str, Any]]] = {
+        "NCT00000001": ("QL1706 Plus Bevacizumab in NSCLC", {"keywords": ["iparomlimab"]}),
+        "NCT00000002": ("Irofulven in Relapsed NSCLC", {"org": "CALGB-39805"}),
+        "NCT00000003": ("Irofulven in Pancreatic Cancer", {"org": "SWOG-S0016"}),
+    }
+    for nct, (title, extra) in records.items():
+        ident: dict[str, Any] = {"nctId": nct, "briefTitle": title}
+        if "org" in extra:
+            ident["orgStudyIdInfo"] = {"id": extra["org"]}
+        if nct == "NCT00000001":
+            ident["nctIdAliases"] = ["NCT09999999"]
+        section: dict[str, Any] = {"identificationModule": ident}
+        if "keywords" in extra:
+            section["conditionsModule"] = {"keywords": extra["keywords"]}
+        (folder / f"{nct}.json").write_text(json.dumps({"protocolSection": section}))
+    trials = {t.id: t for r in ingest_paths([folder]) for t in r.trials}
+    assert trials["NCT00000001"].study_ids == ("NCT09999999",)
+    assert trials["NCT00000001"].keywords == ("iparomlimab",)
+    vocabulary = Vocabulary(trials)
+    for question, trial in (
+        ("How many will the iparomlimab trial enroll?", "NCT00000001"),
+        ("Who sponsors CALGB 39805?", "NCT00000002"),
+        ("When did the S0016 irofulven study start?", "NCT00000003"),
+        ("Is NCT09999999 still recruiting?", "NCT00000001"),
+    ):
+        understood = understand(question, vocabulary)
+        assert understood.trials == (trial,), (question, understood.to_dict())
+
+
+def test_a_name_of_common_words_gives_way_to_the_words_after_the_noun(tmp_path: Path) -> None:
+    titles = {
+        "NCT00000001": ("Skin Biopsy Methods in Arthritis", ""),
+        "NCT00000002": ("Fibrillin-1 Processing in Patients With Systemic Sclerosis", ""),
+    }
+    for i in range(16):  # "skin" and "biopsy" are each shared by 17 trials
+        titles[f"NCT000001{i:02d}"] = ("Skin Lesions Registry", "")
+        titles[f"NCT000002{i:02d}"] = ("Biopsy Tissue Bank", "")
+    vocabulary = _titled(tmp_path / "records", titles | _fillers(40))
+    question = understand(
+        "What is the status of the skin biopsy study of fibrillin-1 in systemic sclerosis?",
+        vocabulary,
+    )
+    assert question.trials == ("NCT00000002",), question.to_dict()
+    # A rare word before the noun still names its trial, whatever follows.
+    named = understand("Who sponsors the arthritis skin biopsy study?", vocabulary)
+    assert named.trials == ("NCT00000001",), named.to_dict()
