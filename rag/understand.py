@@ -520,12 +520,14 @@ _CORPUS = re.compile(
     r"collection|corpus)\b",
     re.IGNORECASE,
 )
+# Trials counted, as people write them (typos included: "studys", "trails").
+_TRIALS_COUNTED = r"(?:trials|studies|studys|trails|protocols)\b"
 _COUNT = re.compile(
-    r"\bhow\s+many\b(?!\s+(?:\w+\s+){0,2}?(?:participants|patients|people|subjects|"
-    r"volunteers|persons|individuals|cases|metasta\w*|lesions?|lines?|cycles?|weeks?|months?|"
-    r"years?|days?|sites?|centers?|centres?|arms?|groups?|doses?|organs?))|"
-    r"\bnumber\s+of\s+(?:[\w-]+\s+){0,2}(?:trials|studies)\b|\bcount\s+(?:of\s+)?(?:the\s+)?"
-    r"(?:[\w-]+\s+){0,2}(?:trials|studies)\b",
+    rf"\bhow\s+many\b(?!\s+(?:(?!{_TRIALS_COUNTED})\w+\s+){{0,2}}?(?:participants|patients|"
+    r"people|subjects|volunteers|persons|individuals|cases|metasta\w*|lesions?|lines?|cycles?|"
+    r"weeks?|months?|years?|days?|sites?|centers?|centres?|arms?|groups?|doses?|organs?))|"
+    rf"\bnumber\s+of\s+(?:[\w-]+\s+){{0,2}}{_TRIALS_COUNTED}|\bcount\s+(?:of\s+)?(?:the\s+)?"
+    rf"(?:[\w-]+\s+){{0,2}}{_TRIALS_COUNTED}",
     re.IGNORECASE,
 )
 _EXISTS = re.compile(
@@ -777,7 +779,7 @@ _LAB_NAMES = (
     r"(?:blood\s+)?(?:cell\s+)?count|alt|ast|egfr\s+(?:of|is)|bmi|body\s+mass\s+index"
 )
 _LAB = re.compile(
-    rf"\b(?P<name>{_LAB_NAMES})\b[^0-9?.;]{{0,30}}?(?P<value>\d+(?:\.\d+)?)"
+    rf"\b(?P<name>{_LAB_NAMES})\b[^0-9?.;]{{0,30}}?(?P<value>\d+(?:\.\d+)?)(?:,\d{{3}})*"
     r"(?:\s*(?:[x×*]\s*10\s*\^?\s*\d+|(?:g|mg|µmol|umol|mmol|ml|iu|u|cells)?\s*/\s*"
     r"(?:l|dl|µl|ul|mm3|min|mm\^3)\b|%|\s*g/dl|\s*g/l)(?:\s*/\s*(?:l|µl|ul))?)*",
     re.IGNORECASE,

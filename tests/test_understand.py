@@ -175,6 +175,8 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("How many of these studies are phase 2?", None, {"kind": "count", "filters": {"phase": ["PHASE2"]}}),
     ("count of trials whose exclusion criteria mention pregnancy or lactation?", None, {"kind": "count", "stance": "excludes"}),
     ("How many trials say they don't accept healthy volunteers?", None, {"kind": "count", "fields": ["healthy_volunteers"], "stance": "excludes"}),
+    ("how many trials exclude people with autoimmune disease?", None, {"kind": "count", "topic": "autoimmune disease", "stance": "excludes"}),
+    ("which trials require a platelet count of at least 100,000?", None, {"kind": "scan", "topic": "", "patient": {"labs": [{"name": "platelets", "value": 100.0}]}}),
     ("Out of these five studies, how many have just one treatment arm?", None, {"kind": "count", "filters": {"design": ["single-arm"]}}),
     ("does any trial accept patients with hepatitis B?", None, {"kind": "exists", "topic": "hepatitis B"}),
     ("Is there a trial of metformin for type 2 diabetes?", None, {"kind": "exists"}),
