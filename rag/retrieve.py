@@ -12,16 +12,14 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from rag.embed import Embedder, Vectors
 from rag.filters import Filters
 from rag.lexical import expand
-from rag.store import Index, Rows
+from rag.store import Index, Mask, Rows
 from rag.types import Hit, Trial
 
 Method = Literal["hybrid", "dense", "lexical"]
-Mask = npt.NDArray[np.bool_]
 
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
 CANDIDATES = 200  # chunks each retriever contributes to the fusion
@@ -120,9 +118,8 @@ class Retriever:
         lexical_rank: dict[int, int] = {}
         if method in ("hybrid", "dense"):
             vector = self.embedder.encode([query])[0]
-            among = None if allowed is None else np.flatnonzero(allowed)
             wanted = min(n, max(candidates, CANDIDATES))
-            rows, scores = self.index.dense_top(vector, wanted, among)
+            rows, scores = self.index.dense_top(vector, wanted, allowed)
             if len(rows) == n:
                 dense_rank = _ranks_of_all(_masked(scores, allowed), candidates)
             else:

@@ -44,7 +44,7 @@ from rag.errors import StoreError
 from rag.facts import FACTS_VERSION, Typed, type_trial
 from rag.ingest import ingest_paths
 from rag.lexical import tokenize
-from rag.types import Chunk, Trial
+from rag.types import Chunk, Trial, nct_aliases, trial_key
 
 # 2: trials carry derived values, design, arms, contacts, locations; chunks the readable name.
 # 3: trials carry their study ids and keywords (names people give them).
@@ -64,6 +64,7 @@ HNSW_CHUNKS_PER_EF = 625
 # product), and one confined to fewer (one trial's chunks, which the graph's top k may miss).
 EXACT_SHARE = 10
 Rows = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]  # one flag per chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +106,12 @@ class Index:
     def find_trial(self, trial_id: str) -> Trial | None:
         """A trial by id as a user types it: NCT numbers (its own or an alias) and T- ids in any
         case."""
-        key = trial_id.strip()
-        if key[:3].upper() == "NCT":
-            key = key.upper()
-        elif key[:2].upper() == "T-":
-            key = "T-" + key[2:].lower()
+        key = trial_key(trial_id)
         return self.trials.get(key) or self.trials.get(self.aliases.get(key, ""))
 
     @cached_property
     def aliases(self) -> dict[str, str]:
-        """Each other NCT number a trial was registered under, to the trial's id."""
-        return {a: t.id for t in self.trials.values() for a in t.nct_aliases}
+        return nct_aliases(self.trials.values())
 
     def typed(self, trial_id: str) -> tuple[Typed, ...]:
         """The trial's typed criteria: stored by the build, else typed now (once)."""
@@ -151,18 +147,19 @@ class Index:
         return bool(self.manifest["faiss"] == "flat")
 
     def dense_top(
-        self, query: Vectors, candidates: int, among: Rows | None = None
+        self, query: Vectors, candidates: int, allowed: Mask | None = None
     ) -> tuple[Rows, Vectors]:
         """The rows of the chunks nearest the query, with their cosine scores.
 
         An exact index scores every chunk (one matrix product). An approximate one scores
-        exactly the chunks `among` when they are few (one trial's, for a question about it)
+        exactly the `allowed` chunks when they are few (one trial's, for a question about it)
         and every chunk when most are asked for ("which trials ..."); else it walks the HNSW
         graph to the top `candidates`."""
         n = len(self.chunks)
         if self.exact or candidates >= n // EXACT_SHARE:
             scores: Vectors = self.vectors @ query.reshape(-1)
             return np.arange(n), scores
+        among = None if allowed is None else np.flatnonzero(allowed)
         if among is not None and len(among) <= n // EXACT_SHARE:
             return among, self.vectors[among] @ query.reshape(-1)
         self.faiss_index.hnsw.efSearch = ef_search(n, candidates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -125,13 +126,6 @@ class Trial:
             if isinstance(value, list):
                 values[key] = tuple(value)
         return cls(**values)
-
-    @property
-    def nct_aliases(self) -> tuple[str, ...]:
-        """The other NCT numbers the trial was registered under (among its study ids)."""
-        return tuple(
-            i.upper() for i in self.study_ids or () if i[:3].upper() == "NCT" and i[3:].isdigit()
-        )
 
     def criteria_in(self, section: Section) -> list[Criterion]:
         return [c for c in self.criteria if c.section == section]
@@ -284,3 +278,24 @@ class Answer:
             "unsupported": list(self.unsupported),
             "question": self.understood.to_dict() if self.understood else None,
         }
+
+
+def trial_key(typed: str) -> str:
+    """A trial id as a user types it, as the index keys it: NCT numbers upper case, T- ids
+    lower case."""
+    key = typed.strip()
+    if key[:3].upper() == "NCT":
+        return key.upper()
+    if key[:2].upper() == "T-":
+        return "T-" + key[2:].lower()
+    return key
+
+
+def nct_aliases(trials: Iterable[Trial]) -> dict[str, str]:
+    """Each other NCT number a trial was registered under (among its study ids), to its id."""
+    return {
+        i.upper(): t.id
+        for t in trials
+        for i in t.study_ids or ()
+        if i[:3].upper() == "NCT" and i[3:].isdigit()
+    }

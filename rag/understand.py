@@ -33,7 +33,7 @@ from rag import normalize, render
 from rag.derive import about_sentences
 from rag.filters import DESIGNS, Filters, Match, fold, matches, organisations, terms
 from rag.lexical import GENERIC, SPELLINGS, expansion_terms, name_tokens, tokenize
-from rag.types import Trial
+from rag.types import Trial, nct_aliases, trial_key
 
 Kind = Literal[
     "field",
@@ -207,8 +207,7 @@ class Vocabulary:
 
     @cached_property
     def aliases(self) -> dict[str, str]:
-        """Each other NCT number a trial was registered under, to the trial's id."""
-        return {a: tid for tid, t in self.trials.items() for a in t.nct_aliases}
+        return nct_aliases(self.trials.values())
 
     @cached_property
     def acronyms(self) -> dict[str, frozenset[str]]:
@@ -1169,11 +1168,8 @@ def _implicit_names(text: str, vocabulary: Vocabulary) -> tuple[list[str], list[
     return [], []
 
 
-def _find_id(vocabulary: Vocabulary, key: str) -> str | None:
-    if key[:3].upper() == "NCT":
-        key = key.upper()
-    else:
-        key = "T-" + key[2:].lower()
+def _find_id(vocabulary: Vocabulary, typed: str) -> str | None:
+    key = trial_key(typed)
     return key if key in vocabulary.trials else vocabulary.aliases.get(key)
 
 
