@@ -332,17 +332,17 @@ class Vocabulary:
         evidence: dict[str, dict[str, float]] = {}
         through: dict[tuple[str, str], float] = {}  # (compound, trial): what its parts gave
         for word, fits in found.items():
+            compound = next((c for c, p in parts.items() if word in p), None)
+            whole = self.rarity(self.document_frequency[compound]) if compound else 0.0
             for tid, score in fits.items():
                 if any(word in p and tid in found[c] for c, p in parts.items()):
                     continue
-                compound = next((c for c, p in parts.items() if word in p), None)
                 if compound is not None:
                     # The parts together say no more than the compound would ("PD-1/L1"
                     # for "PD-L1"), however rare each part is, and some of them only their
                     # share of it ("line", of "first-line", for "second-line").
                     have = sum(1 for p in parts[compound] if tid in found.get(p, {}))
-                    share = have / len(parts[compound])
-                    cap = self.rarity(self.document_frequency[compound]) * share
+                    cap = whole * have / len(parts[compound])
                     given = through.get((compound, tid), 0.0)
                     score = min(score, cap - given)
                     through[(compound, tid)] = given + score
