@@ -606,6 +606,8 @@ class Run:
     topic: str
     ask_ms: float
     understand_ms: float
+    scope_ms: float
+    read: int  # trials whose records could decide it (verdicts.scope): the only ones read
     search_ms: float
     cold_ms: float
     verdicts: Counter[str]
@@ -627,7 +629,8 @@ def answer_part(
     folder = Path(tempfile.mkdtemp(prefix="bm25-answer-", dir=SCRATCH))
     try:
         started = time.perf_counter()
-        big, cosine = _copied_index(index, tokens, copies, folder)
+        with store.lasting():  # as store.load makes a loaded index's records
+            big, cosine = _copied_index(index, tokens, copies, folder)
         print(
             f"{copies}x index built in {time.perf_counter() - started:.1f} s: "
             f"{len(big.trials):,} trials, {len(big.chunks):,} chunks, faiss flat "
@@ -651,15 +654,16 @@ def answer_part(
             + " | ".join(
                 f"{c}x {what}"
                 for c in runs
-                for what in ("ask", "understand", "search_trials", "cold")
+                for what in ("ask", "understand", "scope", "trials read", "search_trials", "cold")
             )
             + f" | ratio {copies}x/1x | {copies}x verdicts |"
         )
-        print("|---|---|---|" + "---:|" * (4 * len(runs) + 1) + "---|")
+        print("|---|---|---|" + "---:|" * (6 * len(runs) + 1) + "---|")
         for i, question in enumerate(QUESTIONS):
             one, many = runs[1][i], runs[copies][i]
             cells = " | ".join(
-                f"{r.ask_ms:.0f} | {r.understand_ms:.0f} | {r.search_ms:.0f} | {r.cold_ms:.0f}"
+                f"{r.ask_ms:.0f} | {r.understand_ms:.0f} | {r.scope_ms:.0f} | {r.read:,} | "
+                f"{r.search_ms:.0f} | {r.cold_ms:.0f}"
                 for r in (runs[c][i] for c in runs)
             )
             counts = ", ".join(f"{w} {n}" for w, n in many.verdicts.most_common())
@@ -670,9 +674,9 @@ def answer_part(
         print(f"\n### Summary: Assistant.ask over {len(QUESTIONS)} questions (ms)")
         print(
             "| trials | chunks | first question (builds the Vocabulary) | p50 | p95 | max "
-            "| understand p50 | search_trials p50 | cold p50 | cold p95 | target p50 |"
+            "| understand p50 | scope p50 | search_trials p50 | cold p50 | cold p95 | target p50 |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c, rows in runs.items():
             asked = [r.ask_ms for r in rows]
             cold = [r.cold_ms for r in rows]
@@ -684,6 +688,7 @@ def answer_part(
                 f"| {sizes[c][0]:,} | {sizes[c][1]:,} | {firsts[c]:.0f} | {p50:.0f}{mark} | "
                 f"{p95:.0f} | {max(asked):.0f} | "
                 f"{statistics.median(r.understand_ms for r in rows):.0f} | "
+                f"{statistics.median(r.scope_ms for r in rows):.0f} | "
                 f"{statistics.median(r.search_ms for r in rows):.0f} | {c50:.0f} | {c95:.0f} | "
                 f"{target} |"
             )
@@ -703,9 +708,10 @@ def answer_part(
 
 def _ask_all(assistant: Assistant) -> tuple[list[Run], float]:
     """Each question asked once after the warm-up question (rag's lru caches hold what earlier
-    questions filled them with), its understand and search_trials then timed apart; then each
-    asked again with the caches cleared first. With the time of the warm-up question, which
-    builds the index's Vocabulary."""
+    questions filled them with), then its understand, its scope (verdicts.scope: the trials it
+    reads) and the search_trials among them timed apart; then each asked again with the caches
+    cleared first. With the time of the warm-up question, which builds the index's Vocabulary
+    and the index's concept map."""
     started = time.perf_counter()
     assistant.ask(WARM_UP)
     first = (time.perf_counter() - started) * 1000
@@ -718,7 +724,12 @@ def _ask_all(assistant: Assistant) -> tuple[list[Run], float]:
         q = assistant.understand(question)
         understand_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        assistant.retriever.search_trials(q.topic or q.text, filters=q.filters, per_trial=4)
+        reads = verdicts.scope(q, assistant.index)
+        scope_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        assistant.retriever.search_trials(
+            q.topic or q.text, filters=q.filters, per_trial=4, among=reads.trials
+        )
         search_ms = (time.perf_counter() - started) * 1000
         runs.append(
             Run(
@@ -727,6 +738,8 @@ def _ask_all(assistant: Assistant) -> tuple[list[Run], float]:
                 q.topic or "",
                 ask_ms,
                 understand_ms,
+                scope_ms,
+                len(reads.trials),
                 search_ms,
                 math.nan,
                 Counter(v.verdict for v in answer.verdicts),

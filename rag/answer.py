@@ -37,6 +37,7 @@ from rag.citations import (
     NO_TRIAL_NAMED,
     NOT_STATED,
     check_citations,
+    checked_verdict,
     inert,
     mark_unsupported,
     parse_verdicts,
@@ -46,19 +47,29 @@ from rag.embed import Embedder
 from rag.filters import DESIGNS, FILTER_KEYS, FilterError, Filters, from_mapping
 from rag.lexical import EXPANSIONS, expansion_terms, stem, stem_set, token_set, tokenize
 from rag.llm.base import Backend, BackendError, Fact, Passage, Task, TaskKind
-from rag.retrieve import Retriever
+from rag.retrieve import Retriever, TrialHits
 from rag.store import Index
-from rag.types import Answer, Chunk, Derived, Hit, Trial, Verdict
+from rag.types import Answer, Chunk, Derived, Hit, Trial, Verdict, VerdictWord
 from rag.understand import (
     FRAME,
     KINDS,
     Patient,
     Question,
+    Stance,
     Vocabulary,
     plan_schema,
     understand,
 )
-from rag.verdicts import Decision, check_verdict, decide, threshold, topic_terms, yes_no
+from rag.verdicts import (
+    Decision,
+    Scope,
+    check_verdict,
+    decide,
+    scope,
+    threshold,
+    topic_terms,
+    yes_no,
+)
 
 MAX_TOPIC_CRITERIA = 6  # criteria naming the topic added per trial, beyond the best four
 MAX_LISTED_TRIALS = 100  # trials a listing shows; the count says how many fit in all
@@ -414,65 +425,92 @@ class Assistant:
         )
 
     def _scan(self, q: Question) -> Generator[str, None, Answer]:
-        """Every trial that passes the filters, with its verdict and deciding passage."""
-        query = q.topic or q.text
-        groups = self.retriever.search_trials(query, filters=q.filters, per_trial=4)
-        if not groups:
+        """Every trial that passes the filters, with its verdict and deciding passage.
+
+        Only the trials whose records could decide the question are read (verdicts.scope);
+        every other trial does not state it. Each decided trial's verdict is in the answer's
+        verdicts; the text writes them all when few trials pass the filters, else the first
+        MAX_LISTED_TRIALS stated ones, those the question asks for first, best match first."""
+        index = self.index
+        passing = self.retriever.passing(q.filters)
+        if not passing:
             return (yield from _fixed(q, NO_TRIAL_MATCHES))
+        passed = set(passing)
+        reads = scope(q, index)
+        among = reads.trials & passed
+        ranking = self.retriever.rank_trials(
+            q.topic or q.text, filters=q.filters, per_trial=4, among=among
+        )
+        decisions = [
+            self._decide(q, index.trials[t], ranking.best_rows(i), reads)
+            for i, t in enumerate(ranking.trial_ids)
+        ]
+        unread = [t for t in passing if t not in among]
+        everything = len(passing) <= MAX_LISTED_TRIALS
+        picked: list[int] = list(range(len(ranking)))
+        if not everything:
+            wanted = _STANCE_VERDICTS[q.stance]
+            stated = [i for i in picked if decisions[i].verdict != "not stated"]
+            picked = sorted(stated, key=lambda i: decisions[i].verdict not in wanted)
+        groups = [ranking.trial_hits(i) for i in picked[:MAX_LISTED_TRIALS]]
+        written = [(group, decisions[i]) for group, i in zip(groups, picked, strict=False)]
         terms = _scan_terms(q)
+        naming = set(index.rows_with(terms).tolist())
         numbering = _Numbering()
         facts: list[Fact] = []
         trials: list[dict[str, Any]] = []
-        for group in groups:
-            trial = group.trial
-            card = self.index.card(trial.id)
-            chunks = _ordered(list(group.hits), self._chunks(trial.id))
-            decision = decide(q, trial, chunks, card, self.index.typed(trial.id))
-            numbering.add(card)
-            best = [h.chunk for h in group.hits if h.chunk.kind == "criterion"]
-            best_ids = {c.id for c in best}
-            naming = [
-                c
-                for c in chunks
-                if c.kind == "criterion" and c.id not in best_ids and terms & token_set(c.text)
-            ]
-            for chunk in (*decision.chunks, *best, *naming[:MAX_TOPIC_CRITERIA]):
-                numbering.add(chunk)
-            first = decision.chunks[0] if decision.chunks else None
-            also = tuple(dict.fromkeys(numbering.add(c) for c in decision.chunks[1:]))
-            facts.append(
-                Fact(
-                    kind="verdict",
-                    trial_id=trial.id,
-                    name=render.trial_name(trial),
-                    label=_where(first) if first else "",
-                    value=decision.verdict,
-                    marker=numbering.add(first) if first else None,
-                    quote=first.text if first else "",
-                    note=decision.note,
-                    also=also,
-                )
-            )
-            trials.append({"id": trial.id, "name": render.trial_name(trial)})
+        for group, decision in written:
+            facts.append(self._verdict_fact(group, decision, terms, naming, numbering))
+            trials.append({"id": group.trial.id, "name": facts[-1].name})
+        if everything:
+            for trial_id in unread:
+                facts.append(_unread_fact(index.trials[trial_id]))
+                trials.append({"id": trial_id, "name": facts[-1].name})
         passages = numbering.all()
         task = Task(
             kind="verdicts",
             question=q.text,
             passages=passages,
-            messages=_messages("verdicts", q, passages),
+            messages=_messages(self.backend, "verdicts", q, passages),
             understood=q,
             facts=tuple(facts),
         )
         raw = yield from _relay(self.backend.generate(task))
-        typed = {t.criterion_id: t for g in groups for t in self.index.typed(g.trial.id)}
-        verdicts = parse_verdicts(raw, trials, passages, check_verdict(q, terms, typed))
+        typed = {
+            t.criterion_id: t
+            for trial_id in ranking.trial_ids
+            for t in index.typed_naming(trial_id, reads.keys)
+        }
+        check = check_verdict(q, terms, typed)
+        said = parse_verdicts(raw, trials, passages, check)
+        shown = {v.trial_id for v in said}
+        verdicts = (
+            *said,
+            *(
+                checked_verdict(
+                    trial_id,
+                    decision.verdict,
+                    [(None, c) for c in decision.chunks],
+                    decision.note,
+                    check,
+                )
+                for trial_id, decision in zip(ranking.trial_ids, decisions, strict=True)
+                if trial_id not in shown
+            ),
+            *(Verdict(t, "not stated", None) for t in unread if t not in shown),
+        )
         text, citations, removed = check_citations(raw, passages)
         text, unsupported = self._unsupported(text)
         lines = [ln for ln in text.splitlines() if not re.match(r"\d+ trials? checked:", ln)]
         lead = _scan_lead(q, verdicts)
-        left = _left_out(q, self.index.trials.values(), {g.trial.id for g in groups})
+        more = _more_stated(verdicts, shown)
+        left = _left_out(q, index.trials.values(), passed)
         text = "\n".join(
-            ([lead] if lead else []) + lines + [summary_line(verdicts)] + ([left] if left else [])
+            ([lead] if lead else [])
+            + lines
+            + ([more] if more else [])
+            + [summary_line(verdicts)]
+            + ([left] if left else [])
         )
         nothing = all(v.verdict == "not stated" for v in verdicts)
         if nothing and q.kind != "count":
@@ -486,6 +524,52 @@ class Assistant:
             hits=tuple(h for g in groups for h in g.hits),
             removed_markers=removed,
             unsupported=() if nothing and q.kind != "count" else unsupported,
+        )
+
+    def _decide(self, q: Question, trial: Trial, best: list[int], reads: Scope) -> Decision:
+        """One trial's verdict, its best passages for the question (rows) read first, then
+        the others in record order; only its typed criteria that speak to the question's
+        concepts are read."""
+        rows = best + [i for i in self.index.trial_chunks[trial.id] if i not in best]
+        chunks = [self.index.chunks[i] for i in rows]
+        card, typed = self.index.card(trial.id), self.index.typed_naming(trial.id, reads.keys)
+        return decide(q, trial, chunks, card, typed, reads.holding)
+
+    def _verdict_fact(
+        self,
+        group: TrialHits,
+        decision: Decision,
+        terms: set[str],
+        naming: set[int],
+        numbering: _Numbering,
+    ) -> Fact:
+        """A trial's verdict for the backend to write, its passages numbered: the card, what
+        decides it, its best passages and the criteria naming the question's words."""
+        trial = group.trial
+        numbering.add(self.index.card(trial.id))
+        best = [h.chunk for h in group.hits if h.chunk.kind == "criterion"]
+        best_ids = {c.id for c in best}
+        named = [
+            chunk
+            for i in self.index.trial_chunks[trial.id]
+            if i in naming
+            and (chunk := self.index.chunks[i]).kind == "criterion"
+            and chunk.id not in best_ids
+            and terms & token_set(chunk.text)
+        ]
+        for chunk in (*decision.chunks, *best, *named[:MAX_TOPIC_CRITERIA]):
+            numbering.add(chunk)
+        first = decision.chunks[0] if decision.chunks else None
+        return Fact(
+            kind="verdict",
+            trial_id=trial.id,
+            name=render.trial_name(trial),
+            label=_where(first) if first else "",
+            value=decision.verdict,
+            marker=numbering.add(first) if first else None,
+            quote=first.text if first else "",
+            note=decision.note,
+            also=tuple(dict.fromkeys(numbering.add(c) for c in decision.chunks[1:])),
         )
 
     # --- the backend ------------------------------------------------------------------------
@@ -504,7 +588,7 @@ class Assistant:
             kind=kind,
             question=q.text,
             passages=passages,
-            messages=_messages(kind, q, passages, facts, lead),
+            messages=_messages(self.backend, kind, q, passages, facts, lead),
             understood=q,
             facts=tuple(facts),
             lead=lead,
@@ -798,6 +882,30 @@ def _holds(text: str, stems: frozenset[str], term: str) -> bool:
     return stem(term) in stems
 
 
+def _unread_fact(trial: Trial) -> Fact:
+    """A trial none of whose passages name what was asked."""
+    return Fact("verdict", trial.id, render.trial_name(trial), "", "not stated", None)
+
+
+def _more_stated(verdicts: tuple[Verdict, ...], shown: set[str]) -> str:
+    """How many trials with a verdict the text leaves out, and where they are."""
+    n = sum(1 for v in verdicts if v.verdict != "not stated" and v.trial_id not in shown)
+    if not n:
+        return ""
+    return (
+        f"{n} more trial{'s' if n != 1 else ''} with a verdict {'is' if n == 1 else 'are'} "
+        "not listed here (every verdict is in the answer's JSON: rag ask --json)."
+    )
+
+
+# The verdicts that answer a question with each stance (counted first, listed first).
+_STANCE_VERDICTS: dict[Stance, frozenset[VerdictWord]] = {
+    "excludes": frozenset({"excludes", "allows with conditions"}),
+    "requires": frozenset({"requires"}),
+    "allows": frozenset({"allows", "allows with conditions", "requires"}),
+}
+
+
 def _scan_terms(q: Question) -> set[str]:
     """Words a passage deciding a verdict on this question must hold (cards always count)."""
     terms = set(topic_terms(q.topic)) if q.topic else set()
@@ -819,11 +927,7 @@ def _scan_lead(q: Question, verdicts: tuple[Verdict, ...]) -> str:
     if q.kind not in ("count", "exists"):
         return ""
     stance = q.stance
-    wanted = {
-        "excludes": {"excludes", "allows with conditions"},
-        "requires": {"requires"},
-        "allows": {"allows", "allows with conditions", "requires"},
-    }[stance]
+    wanted = _STANCE_VERDICTS[stance]
     n = sum(1 for v in verdicts if v.verdict in wanted)
     one = {"excludes": "excludes it", "requires": "requires it", "allows": "takes such patients"}
     many = {"excludes": "exclude it", "requires": "require it", "allows": "take such patients"}
@@ -921,12 +1025,16 @@ def _asked_sex(text: str) -> str | None:
 
 
 def _messages(
+    backend: Backend,
     kind: TaskKind,
     q: Question,
     passages: tuple[Passage, ...],
     facts: list[Fact] | None = None,
     lead: str = "",
 ) -> tuple[dict[str, str], ...]:
+    """The chat prompt, for a backend that reads one (see Backend.reads_messages)."""
+    if not getattr(backend, "reads_messages", True):
+        return ()
     context = "\n\n".join(
         f"[{p.marker}] {inert(p.chunk.title)} ({p.chunk.trial_id}) | {p.chunk.section}"
         + (f" {p.chunk.criterion_id}" if p.chunk.criterion_id else "")

@@ -8,7 +8,7 @@ shared by the prompts, the answers and the eval.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag.llm.base import Passage
@@ -127,21 +127,36 @@ def parse_verdicts(
         trial_id = line.group("trial")
         verdict: VerdictWord = line.group("verdict").lower()  # type: ignore[assignment]
         markers = [int(m) for m in _MARKER.findall(line.group("rest"))]
-        cited = [m for m in markers if m in by_marker and by_marker[m].trial_id == trial_id]
-        reasons = {m: check(by_marker[m], verdict) if check else "" for m in cited}
-        own = [m for m in cited if not reasons[m]]
+        cited = [
+            (m, by_marker[m])
+            for m in markers
+            if m in by_marker and by_marker[m].trial_id == trial_id
+        ]
         note = re.sub(r"^\s*(?:\[\d+\]\s*)*(?:-\s*)?", "", line.group("rest")).strip()
-        if verdict != "not stated" and not own:
-            why = next((r for r in reasons.values() if r), "it cites no passage of this trial")
-            note = f"a {verdict!r} verdict was set aside: {why}"
-            verdict, marker, criterion = "not stated", None, None
-        else:
-            marker = own[0] if own else None
-            criterion = by_marker[marker].criterion_id if marker else None
-        if trial_id not in found or (found[trial_id].marker is None and marker is not None):
+        said = checked_verdict(trial_id, verdict, cited, note, check)
+        if trial_id not in found or (found[trial_id].marker is None and said.marker is not None):
             # a cited verdict stands over an earlier line for the trial that cites nothing
-            found[trial_id] = Verdict(trial_id, verdict, criterion, marker, note)
+            found[trial_id] = said
     return tuple(found.get(t["id"], Verdict(t["id"], "not stated", None)) for t in trials)
+
+
+def checked_verdict(
+    trial_id: str,
+    verdict: VerdictWord,
+    cited: Sequence[tuple[int | None, Chunk]],
+    note: str,
+    check: Callable[[Chunk, VerdictWord], str] | None = None,
+) -> Verdict:
+    """The verdict, when a passage it cites (with its marker, None where the text does not
+    write it) bears it out; else "not stated", saying why it was set aside."""
+    reasons = [(marker, chunk, check(chunk, verdict) if check else "") for marker, chunk in cited]
+    own = [(marker, chunk) for marker, chunk, reason in reasons if not reason]
+    if verdict != "not stated" and not own:
+        why = next((r for _, _, r in reasons if r), "it cites no passage of this trial")
+        note = f"a {verdict!r} verdict was set aside: {why}"
+        return Verdict(trial_id, "not stated", None, None, note)
+    marker, chunk = own[0] if own else (None, None)
+    return Verdict(trial_id, verdict, chunk.criterion_id if chunk else None, marker, note)
 
 
 def summary_line(verdicts: tuple[Verdict, ...] | list[Verdict]) -> str:

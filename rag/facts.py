@@ -189,6 +189,16 @@ class Mention:
     qualifiers: tuple[str, ...] = ()
     condition: str = ""  # the narrowing words, quoted from the criterion
 
+    def keys(self) -> tuple[str, ...]:
+        """What the mention is found under (rag.store.Index.concept_criteria): its concept and
+        each qualifier it carries (qualifier_key)."""
+        return (self.concept, *map(qualifier_key, self.qualifiers))
+
+
+def qualifier_key(qualifier: str) -> str:
+    """A qualifier as a key beside the concepts ("+any_treatment")."""
+    return f"+{qualifier}"
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:

@@ -23,6 +23,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from rag.derive import age_limits
 from rag.facts import (
@@ -33,6 +36,7 @@ from rag.facts import (
     Typed,
     concepts_in,
     elapsed,
+    qualifier_key,
     question_qualifiers,
     viral_loads,
     window_weeks,
@@ -48,6 +52,9 @@ from rag.lexical import (
 )
 from rag.types import Chunk, Trial, VerdictWord
 from rag.understand import Lab, Question, Stance
+
+if TYPE_CHECKING:
+    from rag.store import Index
 
 _NEGATION = re.compile(
     r"\b(?:not|never|no|without|naive|naïve|free of|other than|except|excluding|excluded)\b",
@@ -102,33 +109,112 @@ def decide(
     chunks: list[Chunk],
     card: Chunk,
     typed: Sequence[Typed] = (),
+    holding: AbstractSet[str] | None = None,
 ) -> Decision:
     """One verdict for the trial, accounting for every fact the question gives; `typed` are
-    the trial's typed criteria (rag.facts), read for the topics the curated concepts name."""
-    return combine(list(_facts(question, trial, chunks, card, typed)))
+    the trial's typed criteria (rag.facts), read for the topics the curated concepts name;
+    `holding`, the ids of the passages that hold a word the question's facts are decided by
+    (Scope.holding; None: any passage may), so that no other passage is read for them."""
+    return combine(list(_facts(question, trial, chunks, holding, card, typed)))
 
 
 def _facts(
-    question: Question, trial: Trial, chunks: list[Chunk], card: Chunk, typed: Sequence[Typed]
+    question: Question,
+    trial: Trial,
+    chunks: list[Chunk],
+    holding: AbstractSet[str] | None,
+    card: Chunk,
+    typed: Sequence[Typed],
 ) -> Iterable[Decision]:
     patient = question.patient
+    kept: list[list[Chunk]] = []
+
+    def worded() -> list[Chunk]:
+        """The passages a fact decided by words is read in (made once, when first asked)."""
+        if not kept:
+            kept.append(chunks if holding is None else [c for c in chunks if c.id in holding])
+        return kept[0]
+
     if "healthy_volunteers" in question.fields:
         yield _healthy(trial, card)
     if patient.age is not None:
-        yield decide_age(patient.age, trial, chunks, card)
+        yield decide_age(patient.age, trial, worded(), card)
     if patient.sex is not None and trial.value("sex")[0] not in (None, "ALL"):
         yield decide_sex(patient.sex, trial, chunks, card)
     if patient.ecog is not None:
-        yield decide_ecog(patient.ecog, chunks)
+        yield decide_ecog(patient.ecog, worded())
     for lab in patient.labs:
-        yield decide_lab(lab, chunks)
+        yield decide_lab(lab, worded())
     loose = _loose_qualifiers(question)
     for topic in patient.conditions or ((question.topic,) if question.topic else ()):
         concepts = trait_concepts(topic)
         if concepts:
             yield decide_concepts(concepts, question_qualifiers(topic) | loose, typed, chunks)
         elif not _only_qualifies(topic):
-            yield decide_topic(topic_terms(topic), chunks, frozenset(_NUMBERS.findall(topic)))
+            yield decide_topic(topic_terms(topic), worded(), _numbers(topic))
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a corpus-wide question must read: the trials whose records could decide it
+    (every other trial's verdict is "not stated"), and the passages holding a word its facts
+    are decided by (an age, performance status, a lab test, a topic's stems)."""
+
+    trials: frozenset[str]
+    holding: frozenset[str]
+    keys: frozenset[str]  # the keys (Mention.keys) of the mentions that speak to its concepts
+
+
+def scope(question: Question, index: Index) -> Scope:
+    """The trials with a card field the question asks (healthy volunteers, sex, stated
+    ages), with a typed criterion naming a concept it asks about, or with a passage holding a
+    word a fact is decided by: found in the index's postings and typed facts, not by reading
+    criteria."""
+    patient = question.patient
+    trials: set[str] = set()
+    words: set[str] = set()  # tokens a deciding passage holds
+    parts: set[str] = set()  # or that are inside one of its tokens
+    everyone = index.trials.values()
+    if "healthy_volunteers" in question.fields:
+        trials.update(t.id for t in everyone if t.healthy_volunteers is not None)
+    if patient.age is not None:
+        trials.update(
+            t.id for t in everyone if t.min_age_years is not None or t.max_age_years is not None
+        )
+        parts |= _AGE_PARTS
+    if patient.sex is not None:
+        trials.update(t.id for t in everyone if t.value("sex")[0] not in (None, "ALL"))
+    if patient.ecog is not None:
+        parts |= _ECOG_PARTS
+    for lab in patient.labs:
+        parts |= {
+            max(re.findall(r"[a-z0-9]+", name.casefold()), key=len, default="")
+            for name in _lab_names(lab)
+        }
+    keys: set[str] = set()
+    for topic in patient.conditions or ((question.topic,) if question.topic else ()):
+        concepts = trait_concepts(topic)
+        if concepts:
+            keys.update(k for c in concepts for k in _speaking(c))
+        elif not _only_qualifies(topic):
+            stems = index.bm25.stems
+            words.update(t for s in _stemmed(topic_terms(topic)) for t in stems.get(s, ()))
+    if "" in parts:  # a lab named only in other letters: every passage may hold it
+        rows = np.arange(len(index.chunks))
+    else:
+        words.update(t for part in parts for t in index.bm25.containing(part))
+        rows = index.rows_with(words)
+    for key in keys:
+        trials.update(index.concept_criteria.get(key, ()))
+    holding = frozenset(index.chunks[i].id for i in rows.tolist())
+    return Scope(frozenset(trials | index.trials_of(rows)), holding, frozenset(keys))
+
+
+# The letters inside the words that age limits (rag.derive.age_limits) and performance status
+# (decide_ecog) are read by: "age", "years old", "yrs", "adults", "older", "elderly"; "ECOG",
+# "performance status".
+_AGE_PARTS = frozenset({"age", "year", "yr", "adult", "older", "younger", "elderly"})
+_ECOG_PARTS = frozenset({"ecog", "performance"})
 
 
 def _loose_qualifiers(question: Question) -> frozenset[str]:
@@ -147,6 +233,7 @@ def _loose(conditions: tuple[str, ...], text: str) -> frozenset[str]:
     return frozenset(loose | loads) | elapsed(text)
 
 
+@lru_cache(maxsize=256)
 def _only_qualifies(topic: str) -> bool:
     """Does a part of the description only say how a trait is, naming none ("the lesion is
     giving her seizures", "bad headaches"; not "hypothyroidism on a stable dose")?"""
@@ -260,12 +347,22 @@ def _label(chunk: Chunk) -> str:
 def _speaks_to(mention: Mention, concept: str) -> bool:
     """Does a mention name the concept or a broader one ("no anticancer therapy for 2 weeks"
     is broader than radiotherapy; "no systemic therapy" is not)?"""
-    return (
-        mention.concept == concept
-        or mention.concept in _ancestors(concept)
-        or (concept in TREATMENTS and "any_treatment" in mention.qualifiers)
-        or (concept == "radiotherapy" and "after_radiotherapy" in mention.qualifiers)
+    keys = _speaking(concept)
+    return mention.concept in keys or (
+        bool(mention.qualifiers) and not keys.isdisjoint(map(qualifier_key, mention.qualifiers))
     )
+
+
+@lru_cache(maxsize=256)
+def _speaking(concept: str) -> frozenset[str]:
+    """The keys (Mention.keys) of the mentions that speak to a concept: the concept, a
+    broader one, any treatment for a treatment, what follows radiotherapy for radiotherapy."""
+    keys = {concept, *_ancestors(concept)}
+    if concept in TREATMENTS:
+        keys.add(qualifier_key("any_treatment"))
+    if concept == "radiotherapy":
+        keys.add(qualifier_key("after_radiotherapy"))
+    return frozenset(keys)
 
 
 @lru_cache(maxsize=64)
@@ -358,7 +455,8 @@ def _decide_concept(
     typed = [t for t in typed if any(_speaks_to(m, concept) for m in t.mentions)]
     if not typed:
         return NOT_STATED
-    by_id = {c.criterion_id: c for c in chunks if c.kind == "criterion"}
+    ids = {t.criterion_id for t in typed}
+    by_id = {c.criterion_id: c for c in chunks if c.kind == "criterion" and c.criterion_id in ids}
     found: list[tuple[Mention, Chunk]] = []
     wider: list[tuple[Mention, Chunk]] = []  # cited after the criteria naming the concept
     for criterion in typed:
@@ -546,7 +644,7 @@ def decide_topic(
     any criterion saying "carcinoma"), a number the topic gives breaking ties ("survival of
     12 weeks": "survival time >12 weeks", not "5-year survival rate"); among those, section
     and negation decide."""
-    wanted = {stem(t) for t in terms}
+    wanted = _stemmed(frozenset(terms))
     overlap = {
         c.id: len(wanted & stem_set(c.text)) + 0.5 * bool(numbers & set(_NUMBERS.findall(c.text)))
         for c in chunks
@@ -573,6 +671,18 @@ def decide_topic(
     return NOT_STATED
 
 
+@lru_cache(maxsize=256)
+def _numbers(topic: str) -> frozenset[str]:
+    """The numbers a topic gives ("survival of 12 weeks"), read once a question."""
+    return frozenset(_NUMBERS.findall(topic))
+
+
+@lru_cache(maxsize=256)
+def _stemmed(terms: frozenset[str]) -> frozenset[str]:
+    """The stems of a topic's terms, found once a question, not once a trial."""
+    return frozenset(stem(t) for t in terms)
+
+
 def _carve_quote(text: str) -> str:
     """The carve-out an exclusion makes, from its opening word, trimmed to a readable length."""
     carve = _CARVE_OUT.search(text)
@@ -590,7 +700,7 @@ _CARVE_OUT = re.compile(
 _NOT_BEFORE = re.compile(r"\b(?:not|n't|never|no\s+longer)\s+(?:be\s+)?$", re.IGNORECASE)
 
 
-def _carved_out(text: str, wanted: set[str]) -> bool:
+def _carved_out(text: str, wanted: AbstractSet[str]) -> bool:
     """Is the trait named only after the exclusion's carve-out opens, so allowed by it?"""
     carve = _CARVE_OUT.search(text)
     if carve is None or _NOT_BEFORE.search(text[: carve.start()]):
@@ -688,11 +798,7 @@ def ecog_values(text: str) -> set[int]:
 
 def decide_lab(lab: Lab, chunks: list[Chunk]) -> Decision:
     """A lab value against the criterion that sets its threshold ('PLT ≥ 80 × 109 / L')."""
-    key = lab.name
-    names = {key, key.rstrip("s")} | {
-        t for k in (key, key.rstrip("s")) for x in EXPANSIONS.get(k, ()) for t in whole_tokens(x)
-    }
-    named = re.compile(rf"\b(?:{'|'.join(map(re.escape, names))})\w*", re.IGNORECASE)
+    named = re.compile(rf"\b(?:{'|'.join(map(re.escape, _lab_names(lab)))})\w*", re.IGNORECASE)
     for chunk in chunks:
         if chunk.kind != "criterion":
             continue
@@ -705,6 +811,14 @@ def decide_lab(lab: Lab, chunks: list[Chunk]) -> Decision:
                 inside = not inside
             return Decision("allows" if inside else "excludes", (chunk,))
     return NOT_STATED
+
+
+def _lab_names(lab: Lab) -> set[str]:
+    """The names a criterion may give the lab test by: its own and the curated ones."""
+    key = lab.name
+    return {key, key.rstrip("s")} | {
+        t for k in (key, key.rstrip("s")) for x in EXPANSIONS.get(k, ()) for t in whole_tokens(x)
+    }
 
 
 def threshold(text: str, words: Iterable[str]) -> str | None:

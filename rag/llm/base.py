@@ -81,6 +81,9 @@ class Task:
 
 
 class Backend(Protocol):
+    """`name` and `generate`; a backend may also say `reads_messages = False` when it never
+    reads Task.messages (the extractive one phrases the facts), sparing the prompt's making."""
+
     name: str
 
     def generate(self, task: Task) -> Iterator[str]:

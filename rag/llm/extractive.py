@@ -24,6 +24,7 @@ class ExtractiveBackend:
     """Answers from passages: no server, no key, the same answer every time."""
 
     name = "extractive"
+    reads_messages = False  # it phrases Task.facts
 
     def __init__(self, **options: Any) -> None:
         self.options = options
