@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 8  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 9  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
@@ -1130,6 +1130,46 @@ def _age_limits(section: str, text: str) -> list[Limit]:
 _ECOG = re.compile(r"ecog|performance\s+status|\bps\b|zubrod|who\s+(?:performance|ps)", re.I)
 
 
+def ecog_worded(text: str) -> set[int] | None:
+    """The ECOG scores a bound in words after the performance status sets: "less than or
+    equal to 2" (0-2), "greater than 3" (4, 5), "of 2 or more" (2-5); None when it sets none."""
+    start = _ECOG.search(text)
+    if start is None:
+        return None
+    more = _SCORE_OR_MORE.match(text, start.end())
+    if more:
+        n = int(more.group(1))
+        up = more.group(2).lower() in ("greater", "more", "higher", "above", "over", "worse")
+        return set(range(n, 6)) if up else set(range(0, n + 1))
+    worded = _OP.search(text, start.end(), start.end() + 80)
+    score = worded and _WORDED_SCORE.match(text, worded.end())
+    if not (
+        worded
+        and score
+        and worded.start() - start.end() <= 30
+        and worded.group()[0].isalpha()
+        and not re.search(r"\d", text[start.end() : worded.start()])  # another item's bound
+    ):
+        return None
+    n = int(score.group(1))
+    op = next(op for i, (_, op) in enumerate(_OPS) if worded.group(f"o{i}"))
+    return {s for s in range(6) if {">=": s >= n, ">": s > n, "<=": s <= n, "<": s < n}[op]}
+
+
+# a score, not a duration or a percentage ("Performance status: At least 3 months" is another
+# item's bound where a record's labels slipped)
+_WORDED_SCORE = re.compile(
+    r"\s*(?:ecog\s*)?([0-5])\b(?![,.]\d)(?!\s*(?:%|percent|months?|weeks?|days?|years?)\b)",
+    re.IGNORECASE,
+)
+# "ECOG performance status of 2 or more", "PS 1 or less": a score with its direction after it.
+_SCORE_OR_MORE = re.compile(
+    r"\W{0,3}(?:(?:performance|status|score|scale|grade|of|is)\W+){0,3}([0-5])\s*(?:or|and)\s+"
+    r"(greater|more|higher|above|over|worse|less|lower|below|better)\b",
+    re.IGNORECASE,
+)
+
+
 def _ecog_limits(section: str, text: str) -> list[Limit]:
     from rag.verdicts import ecog_values
 
@@ -1137,16 +1177,6 @@ def _ecog_limits(section: str, text: str) -> list[Limit]:
     if start is None or re.match(r"(?i)karnofsky", text[start.start() :]):
         return []
     scores = ecog_values(text)
-    worded = _OP.search(text, start.end(), start.end() + 80)
-    if (
-        worded
-        and worded.start() - start.end() <= 30
-        and re.match(r"\s*[0-5]\b(?![,.]\d)", text[worded.end() :])
-        and worded.group()[0].isalpha()
-    ):
-        n = int(re.match(r"\s*(\d)", text[worded.end() :]).group(1))  # type: ignore[union-attr]
-        op = next(op for i, (_, op) in enumerate(_OPS) if worded.group(f"o{i}"))
-        scores = {s for s in range(6) if {">=": s >= n, ">": s > n, "<=": s <= n, "<": s < n}[op]}
     if not scores:
         return []
     if section == "exclusion":

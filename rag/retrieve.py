@@ -135,9 +135,11 @@ class Retriever:
         method: Method = "hybrid",
         among: Collection[str] | None = None,
     ) -> TrialRanking:
-        """search_trials before any Hit is made. Every chunk of the trials is ranked by each
-        retriever (exactly, whatever the index) in numpy, with no work per chunk in Python."""
-        allowed, notes = self._allowed(filters, among)
+        """search_trials before any Hit is made. Every chunk of the trials the filters let
+        through is ranked by each retriever (exactly, whatever the index) in numpy, with no
+        work per chunk in Python; `among` keeps some of them after ranking, so that a trial's
+        best chunks are the same whichever others are kept."""
+        allowed, notes = self._allowed(filters)
         index = self.index
         rows = np.arange(len(index.chunks)) if allowed is None else np.flatnonzero(allowed)
         dense = lexical = np.zeros(len(rows), dtype=np.int64)
@@ -147,6 +149,10 @@ class Retriever:
         if len(rows) and method in ("hybrid", "lexical"):
             scores = index.lexical_scores(expand(query))[rows]
             lexical = _ranks(np.where(scores > 0, scores, -np.inf))
+        if among is not None:
+            kept_rows = self._allowed(None, among)[0]
+            keep = np.ones(len(rows), dtype=bool) if kept_rows is None else kept_rows[rows]
+            rows, dense, lexical = rows[keep], dense[keep], lexical[keep]
         fused = _rrf(dense) + _rrf(lexical)
         owner = index.owners[rows]
         # by trial, best chunk first, the record's order among equals

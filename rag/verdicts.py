@@ -35,6 +35,7 @@ from rag.facts import (
     Mention,
     Typed,
     concepts_in,
+    ecog_worded,
     elapsed,
     qualifier_key,
     question_qualifiers,
@@ -782,7 +783,11 @@ def decide_ecog(score: int, chunks: list[Chunk]) -> Decision:
 
 
 def ecog_values(text: str) -> set[int]:
-    """The ECOG scores a criterion names: '0-2', '0~1', '0 or 1', '≤ 2', '> 2'."""
+    """The ECOG scores a criterion names: '0-2', '0~1', '0 or 1', '≤ 2', '> 2', 'less than or
+    equal to 2', '2 or more' (rag.facts.ecog_worded)."""
+    worded = ecog_worded(text)
+    if worded is not None:
+        return worded
     start = re.search(r"ecog|performance status", text, re.IGNORECASE)
     tail = text[start.start() :] if start else text
     span = re.search(r"(\d)\s*(?:-|~|–|to)\s*(\d)", tail)

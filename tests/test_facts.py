@@ -191,6 +191,10 @@ def test_qualifiers_narrow_and_exceptions_carve_back() -> None:
     [
         ("inclusion", "ECOG performance status 0-1", {("ecog", ">=", 0.0), ("ecog", "<=", 1.0)}),
         ("inclusion", "ECOG performance status less than or equal to 2", {("ecog", ">=", 0.0), ("ecog", "<=", 2.0)}),
+        # a score with its direction after it, a bound in words before the scale's name
+        ("exclusion", "ECOG performance status of 2 or more.", {("ecog", ">=", 0.0), ("ecog", "<=", 1.0)}),
+        ("inclusion", "Performance status: less than or equal to ECOG 2.", {("ecog", ">=", 0.0), ("ecog", "<=", 2.0)}),
+        ("inclusion", "Performance status: At least 3 months Life expectancy: ECOG 0-2", {("ecog", ">=", 0.0), ("ecog", "<=", 2.0)}),
         ("exclusion", "Platelets < 100 × 10^9/L", {("platelets", ">=", 100.0)}),
         ("inclusion", "Platelet count greater than 100,000/mm3", {("platelets", ">", 100000.0)}),
         ("inclusion", "Bilirubin no greater than 1.5 mg/dL", {("bilirubin", "<=", 1.5)}),

@@ -13,7 +13,8 @@ from rag.answer import Assistant
 from rag.embed import SentenceEmbedder
 from rag.llm.base import get_backend
 from rag.retrieve import Retriever
-from rag.verdicts import decide, scope
+from rag.types import Chunk
+from rag.verdicts import decide, decide_ecog, scope
 
 # Each kind of fact a verdict is decided by: a curated concept (with qualifiers), a topic's
 # words, healthy volunteers, an age and sex, sex with a concept, performance status, a lab value,
@@ -107,3 +108,20 @@ def test_search_trials_among_some_trials_returns_only_those(eval_index: store.In
         assert scores == sorted(scores, reverse=True)
     best = [g.hits[0].score for g in groups]
     assert best == sorted(best, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("section", "text", "verdict"),
+    [
+        ("inclusion", "ECOG performance status must be less than or equal to 2", "allows"),
+        ("exclusion", "ECOG performance status greater than 2", "allows"),
+        ("exclusion", "ECOG performance status of 2 or more.", "excludes"),
+        ("inclusion", "ECOG performance status of 0 or 1", "excludes"),
+        ("inclusion", "ECOG performance status of at least 3", "excludes"),
+    ],
+)
+def test_performance_status_bounds_in_words_decide_ecog_2(
+    section: str, text: str, verdict: str
+) -> None:
+    chunk = Chunk("T/1", "T", "criterion", section, text, text, "T", "T/1", (0, len(text)))
+    assert decide_ecog(2, [chunk]).verdict == verdict
