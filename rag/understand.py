@@ -756,6 +756,21 @@ _AGE = re.compile(
     r"(?:ago|since)|x|×))|\bin\s+(?:his|her|their|my)\s+(?P<e>\d)0s\b",
     re.IGNORECASE,
 )
+# An age followed by which way it bounds ("aged 76 or more", "70 and older", "65+"), read with it.
+_AGE_TAIL = re.compile(
+    r"\s*(?:\+|(?:or|and)\s+(?:more|older|over|above|up|upwards|younger|under|less))\b",
+    re.IGNORECASE,
+)
+# An age bound on the people asked about ("people over 75", "someone older than 70", "kids under
+# 18"): the first age past the bound stands for the patient's (76, 71, 17).
+_AGE_BOUND = re.compile(
+    r"\b(?:people|patients?|persons?|someone|somebody|anyone|anybody|adults?|men|women|seniors?|"
+    r"folks|those|participants?|individuals?|kids|children|volunteers?)\s+"
+    r"(?:who\s+are\s+|aged\s+)?(?P<dir>over|above|older\s+than|past|beyond|under|below|"
+    r"younger\s+than)\s+(?P<n>\d{1,3})\b(?!\s*(?:kg|cm|mg|%|lbs?|pounds|months?|weeks?|days?)\b)"
+    r"(?:\s*(?:years?|yrs?)(?:\s+(?:old|of\s+age))?)?",
+    re.IGNORECASE,
+)
 _AGE_SEX = re.compile(r"\b(?P<age>\d{2,3})\s?(?P<sex>[MF])\b")
 _FEMALE = re.compile(
     r"\b(?:woman|lady|girl|mother|mom|mum|wife|daughter|sister|grandmother|grandma|aunt|she|"
@@ -1240,7 +1255,13 @@ def _patient(text: str) -> tuple[Patient, str]:
         value = float(digits) * (10 if found.group("e") else 1) + (5 if found.group("e") else 0)
         if 0 < value <= 120:
             age = value
-            spans.append(found.span())
+            tail = _AGE_TAIL.match(text, found.end())
+            spans.append((found.start(), tail.end() if tail else found.end()))
+    bound = None if age is not None else _AGE_BOUND.search(text)
+    if bound and 0 < int(bound.group("n")) <= 120:
+        below = bound.group("dir").lower() in ("under", "below") or "younger" in bound.group("dir")
+        age = float(int(bound.group("n")) + (-1 if below else 1))
+        spans.append(bound.span())
     sex = None
     female, male = _FEMALE.search(text), _MALE.search(text)
     short = _AGE_SEX.search(text)  # "62F", "45 M": a clinician's age and sex

@@ -162,6 +162,13 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("which trials allow prior PD-1 inhibitors?", None, {"kind": "scan", "topic": "prior PD-1 inhibitors", "stance": "allows"}),
     ("which trials accept ECOG 2?", None, {"kind": "scan", "patient": {"ecog": 2}}),
     ("which trials would exclude a 78-year-old?", None, {"kind": "scan", "patient": {"age": 78.0}, "stance": "excludes"}),
+    # an age bound on the people asked about stands for the first age past it; none is a topic
+    ("are there trials that take people over 75?", None, {"kind": "exists", "patient": {"age": 76.0}, "topic": ""}),
+    ("which trials take people older than 75?", None, {"kind": "scan", "patient": {"age": 76.0}, "topic": ""}),
+    ("which trials accept patients aged 76 or more?", None, {"kind": "scan", "patient": {"age": 76.0}, "topic": ""}),
+    ("Are there studies that take kids under 18?", None, {"kind": "exists", "patient": {"age": 17.0}, "topic": ""}),
+    ("which trials take patients over 50 kg?", None, {"kind": "scan", "patient": {"age": None}}),
+    ("which trials accept patients with symptoms for over 5 years?", None, {"kind": "scan", "patient": {"age": None}}),
     ("which trials would accept a patient whose platelet count is 90 × 10^9/L?", None, {"kind": "scan", "patient": {"labs": [{"name": "platelets", "value": 90.0}]}, "topic": ""}),
     ("which trials accept healthy volunteers?", None, {"kind": "scan", "fields": ["healthy_volunteers"]}),
     ("which trials exclude patients with symptomatic brain metastases?", None, {"kind": "scan", "topic": "symptomatic brain metastases", "stance": "excludes"}),
