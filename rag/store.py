@@ -191,6 +191,11 @@ class Index:
         return list(self.trial_chunks)
 
     @cached_property
+    def criteria(self) -> Mask:
+        """Which chunks are criteria."""
+        return np.array([c.kind == "criterion" for c in self.chunks], dtype=bool)
+
+    @cached_property
     def owners(self) -> npt.NDArray[np.int64]:
         """Each chunk's trial, as its place in trial_order."""
         owners = np.zeros(len(self.chunks), dtype=np.int64)

@@ -114,8 +114,8 @@ def decide(
 ) -> Decision:
     """One verdict for the trial, accounting for every fact the question gives; `typed` are
     the trial's typed criteria (rag.facts), read for the topics the curated concepts name;
-    `holding`, the ids of the passages that hold a word the question's facts are decided by
-    (Scope.holding; None: any passage may), so that no other passage is read for them."""
+    `holding`, the ids of the criteria that hold a word the question's facts are decided by
+    (Scope.holding; None: any may), so that no other passage is read for them."""
     return combine(list(_facts(question, trial, chunks, holding, card, typed)))
 
 
@@ -158,7 +158,7 @@ def _facts(
 @dataclass(frozen=True, slots=True)
 class Scope:
     """What a corpus-wide question must read: the trials whose records could decide it
-    (every other trial's verdict is "not stated"), and the passages holding a word its facts
+    (every other trial's verdict is "not stated"), and the criteria holding a word its facts
     are decided by (an age, performance status, a lab test, a topic's stems)."""
 
     trials: frozenset[str]
@@ -168,7 +168,7 @@ class Scope:
 
 def scope(question: Question, index: Index) -> Scope:
     """The trials with a card field the question asks (healthy volunteers, sex, stated
-    ages), with a typed criterion naming a concept it asks about, or with a passage holding a
+    ages), with a typed criterion naming a concept it asks about, or with a criterion holding a
     word a fact is decided by: found in the index's postings and typed facts, not by reading
     criteria."""
     patient = question.patient
@@ -200,11 +200,12 @@ def scope(question: Question, index: Index) -> Scope:
         elif not _only_qualifies(topic):
             stems = index.bm25.stems
             words.update(t for s in _stemmed(topic_terms(topic)) for t in stems.get(s, ()))
-    if "" in parts:  # a lab named only in other letters: every passage may hold it
+    if "" in parts:  # a lab named only in other letters: every criterion may hold it
         rows = np.arange(len(index.chunks))
     else:
         words.update(t for part in parts for t in index.bm25.containing(part))
         rows = index.rows_with(words)
+    rows = rows[index.criteria[rows]]  # words decide facts only in criteria (not "Status:")
     for key in keys:
         trials.update(index.concept_criteria.get(key, ()))
     holding = frozenset(index.chunks[i].id for i in rows.tolist())
