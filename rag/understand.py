@@ -1249,7 +1249,12 @@ def _patient(text: str) -> tuple[Patient, str]:
     """The patient's facts, and the text with them taken out."""
     spans: list[tuple[int, int]] = []
     age = None
-    found = _AGE.search(text)
+    bound = _AGE_BOUND.search(text)  # first: "people over 75 years old" is no 75-year-old
+    found = None if bound else _AGE.search(text)
+    if bound and 0 < int(bound.group("n")) <= 120:
+        below = bound.group("dir").lower() in ("under", "below") or "younger" in bound.group("dir")
+        age = float(int(bound.group("n")) + (-1 if below else 1))
+        spans.append(bound.span())
     if found:
         digits = next(g for g in found.groups() if g)
         value = float(digits) * (10 if found.group("e") else 1) + (5 if found.group("e") else 0)
@@ -1257,11 +1262,6 @@ def _patient(text: str) -> tuple[Patient, str]:
             age = value
             tail = _AGE_TAIL.match(text, found.end())
             spans.append((found.start(), tail.end() if tail else found.end()))
-    bound = None if age is not None else _AGE_BOUND.search(text)
-    if bound and 0 < int(bound.group("n")) <= 120:
-        below = bound.group("dir").lower() in ("under", "below") or "younger" in bound.group("dir")
-        age = float(int(bound.group("n")) + (-1 if below else 1))
-        spans.append(bound.span())
     sex = None
     female, male = _FEMALE.search(text), _MALE.search(text)
     short = _AGE_SEX.search(text)  # "62F", "45 M": a clinician's age and sex

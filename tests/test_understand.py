@@ -167,6 +167,8 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("which trials take people older than 75?", None, {"kind": "scan", "patient": {"age": 76.0}, "topic": ""}),
     ("which trials accept patients aged 76 or more?", None, {"kind": "scan", "patient": {"age": 76.0}, "topic": ""}),
     ("Are there studies that take kids under 18?", None, {"kind": "exists", "patient": {"age": 17.0}, "topic": ""}),
+    ("are there any studies that take people over 75 yrs old", None, {"kind": "exists", "patient": {"age": 76.0}, "topic": ""}),
+    ("How many trials accept participants younger than 18 years old?", None, {"kind": "count", "patient": {"age": 17.0}}),
     ("which trials take patients over 50 kg?", None, {"kind": "scan", "patient": {"age": None}}),
     ("which trials accept patients with symptoms for over 5 years?", None, {"kind": "scan", "patient": {"age": None}}),
     ("which trials would accept a patient whose platelet count is 90 × 10^9/L?", None, {"kind": "scan", "patient": {"labs": [{"name": "platelets", "value": 90.0}]}, "topic": ""}),
