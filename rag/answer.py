@@ -432,15 +432,15 @@ class Assistant:
         verdicts; the text writes them all when few trials pass the filters, else the first
         MAX_LISTED_TRIALS stated ones, those the question asks for first, best match first."""
         index = self.index
-        passing = self.retriever.passing(q.filters)
+        reads = scope(q, index)
+        ranking = self.retriever.rank_trials(
+            q.topic or q.text, filters=q.filters, per_trial=4, among=reads.trials
+        )
+        passing = ranking.passing
         if not passing:
             return (yield from _fixed(q, NO_TRIAL_MATCHES))
         passed = set(passing)
-        reads = scope(q, index)
         among = reads.trials & passed
-        ranking = self.retriever.rank_trials(
-            q.topic or q.text, filters=q.filters, per_trial=4, among=among
-        )
         decisions = [
             self._decide(q, index.trials[t], ranking.best_rows(i), reads)
             for i, t in enumerate(ranking.trial_ids)

@@ -52,6 +52,7 @@ class TrialRanking:
     dense: npt.NDArray[np.int64]
     lexical: npt.NDArray[np.int64]
     notes: dict[str, tuple[str, ...]]
+    passing: list[str]  # every trial the filters let through, in the index's order
 
     def __len__(self) -> int:
         return len(self.trial_ids)
@@ -149,6 +150,7 @@ class Retriever:
         if len(rows) and method in ("hybrid", "lexical"):
             scores = index.lexical_scores(expand(query))[rows]
             lexical = _ranks(np.where(scores > 0, scores, -np.inf))
+        passing = [index.trial_order[i] for i in np.unique(index.owners[rows])]
         if among is not None:
             kept_rows = self._allowed(None, among)[0]
             keep = np.ones(len(rows), dtype=bool) if kept_rows is None else kept_rows[rows]
@@ -174,13 +176,8 @@ class Retriever:
             dense,
             lexical,
             notes,
+            passing,
         )
-
-    def passing(self, filters: Filters | None) -> list[str]:
-        """The trials the filters let through, in the index's order."""
-        if filters is None or not filters.active:
-            return list(self.index.trial_order)
-        return [t for t in self.index.trial_order if filters.check(self.index.trials[t])[0]]
 
     def _allowed(
         self, filters: Filters | None, among: Collection[str] | None = None
