@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import resources
@@ -44,6 +45,7 @@ from rag.citations import (
     summary_line,
 )
 from rag.embed import Embedder
+from rag.facts import Typed
 from rag.filters import DESIGNS, FILTER_KEYS, FilterError, Filters, from_mapping
 from rag.lexical import EXPANSIONS, expansion_terms, stem, stem_set, token_set, tokenize
 from rag.llm.base import Backend, BackendError, Fact, Passage, Task, TaskKind
@@ -62,7 +64,6 @@ from rag.understand import (
 )
 from rag.verdicts import (
     Decision,
-    Scope,
     check_verdict,
     decide,
     scope,
@@ -441,8 +442,9 @@ class Assistant:
             return (yield from _fixed(q, NO_TRIAL_MATCHES))
         passed = set(passing)
         among = reads.trials & passed
+        typed = [index.typed_naming(t, reads.keys) for t in ranking.trial_ids]
         decisions = [
-            self._decide(q, index.trials[t], ranking.best_rows(i), reads)
+            self._decide(q, index.trials[t], ranking.best_rows(i), typed[i], reads.holding)
             for i, t in enumerate(ranking.trial_ids)
         ]
         unread = [t for t in passing if t not in among]
@@ -476,12 +478,7 @@ class Assistant:
             facts=tuple(facts),
         )
         raw = yield from _relay(self.backend.generate(task))
-        typed = {
-            t.criterion_id: t
-            for trial_id in ranking.trial_ids
-            for t in index.typed_naming(trial_id, reads.keys)
-        }
-        check = check_verdict(q, terms, typed)
+        check = check_verdict(q, terms, {t.criterion_id: t for ts in typed for t in ts})
         said = parse_verdicts(raw, trials, passages, check)
         shown = {v.trial_id for v in said}
         verdicts = (
@@ -526,14 +523,20 @@ class Assistant:
             unsupported=() if nothing and q.kind != "count" else unsupported,
         )
 
-    def _decide(self, q: Question, trial: Trial, best: list[int], reads: Scope) -> Decision:
+    def _decide(
+        self,
+        q: Question,
+        trial: Trial,
+        best: list[int],
+        typed: Sequence[Typed],
+        holding: AbstractSet[str],
+    ) -> Decision:
         """One trial's verdict, its best passages for the question (rows) read first, then
-        the others in record order; only its typed criteria that speak to the question's
-        concepts are read."""
+        the others in record order; `typed` are its typed criteria that speak to the
+        question's concepts (Index.typed_naming)."""
         rows = best + [i for i in self.index.trial_chunks[trial.id] if i not in best]
         chunks = [self.index.chunks[i] for i in rows]
-        card, typed = self.index.card(trial.id), self.index.typed_naming(trial.id, reads.keys)
-        return decide(q, trial, chunks, card, typed, reads.holding)
+        return decide(q, trial, chunks, self.index.card(trial.id), typed, holding)
 
     def _verdict_fact(
         self,

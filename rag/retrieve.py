@@ -150,7 +150,7 @@ class Retriever:
         if len(rows) and method in ("hybrid", "lexical"):
             scores = index.lexical_scores(expand(query))[rows]
             lexical = _ranks(np.where(scores > 0, scores, -np.inf))
-        passing = [index.trial_order[i] for i in np.unique(index.owners[rows])]
+        passing = index.trials_of(rows)
         if among is not None:
             kept_rows = self._allowed(None, among)[0]
             keep = np.ones(len(rows), dtype=bool) if kept_rows is None else kept_rows[rows]
@@ -190,7 +190,6 @@ class Retriever:
         index = self.index
         ids = index.trial_order if among is None else [t for t in among if t in index.trials]
         passing = np.zeros(len(index.trial_order), dtype=bool)
-        place = {trial_id: i for i, trial_id in enumerate(index.trial_order)}
         notes: dict[str, tuple[str, ...]] = {}
         for trial_id in ids:
             if filters is not None and active:
@@ -199,7 +198,7 @@ class Retriever:
                     continue
                 if why:
                     notes[trial_id] = why
-            passing[place[trial_id]] = True
+            passing[index.places[trial_id]] = True
         return passing[index.owners], notes
 
     def _fuse(

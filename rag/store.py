@@ -165,7 +165,7 @@ class Index:
             return np.arange(n), scores
         among = None if allowed is None else np.flatnonzero(allowed)
         if among is not None and len(among) <= n // EXACT_SHARE:
-            return among, self.vectors[among] @ query.reshape(-1)
+            return among, self.dense_scores(query, among)
         self.faiss_index.hnsw.efSearch = ef_search(n, candidates)
         found, ids = self.faiss_index.search(query.reshape(1, -1), candidates)
         keep = ids[0] >= 0
@@ -180,15 +180,20 @@ class Index:
         include any of the tokens, in chunk order."""
         return self.bm25.rows(tokens)
 
-    def trials_of(self, rows: Rows) -> set[str]:
-        """The trials the chunks belong to."""
+    def trials_of(self, rows: Rows) -> list[str]:
+        """The trials the chunks belong to, in trial_order."""
         order = self.trial_order
-        return {order[i] for i in np.unique(self.owners[rows])}
+        return [order[i] for i in np.unique(self.owners[rows])]
 
     @cached_property
     def trial_order(self) -> list[str]:
         """The trials in the order of their first chunk (the order of trial_chunks)."""
         return list(self.trial_chunks)
+
+    @cached_property
+    def places(self) -> dict[str, int]:
+        """Each trial's place in trial_order."""
+        return {trial_id: i for i, trial_id in enumerate(self.trial_order)}
 
     @cached_property
     def criteria(self) -> Mask:

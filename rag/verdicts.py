@@ -209,7 +209,8 @@ def scope(question: Question, index: Index) -> Scope:
     for key in keys:
         trials.update(index.concept_criteria.get(key, ()))
     holding = frozenset(index.chunks[i].id for i in rows.tolist())
-    return Scope(frozenset(trials | index.trials_of(rows)), holding, frozenset(keys))
+    trials.update(index.trials_of(rows))
+    return Scope(frozenset(trials), holding, frozenset(keys))
 
 
 # The letters inside the words that age limits (rag.derive.age_limits) and performance status
