@@ -138,8 +138,8 @@ def _tenfold(index: store.Index) -> store.Index:
         name="tenfold",
         path=index.path,
         manifest=index.manifest | {"faiss": "flat"},
-        chunks=chunks,
-        trials=trials,
+        chunks=store.ChunkTable.of(chunks),
+        trials=store.TrialTable.of(trials.values()),
         faiss_index=flat,
         bm25=store.Postings.read(folder),
     )

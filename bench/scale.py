@@ -587,8 +587,8 @@ def _index(
         name=f"{source.name}-{len(chunks)}",
         path=source.path,  # read by nothing here; nothing is written
         manifest=source.manifest | {"faiss": kind, "chunks": len(chunks), "trials": len(trials)},
-        chunks=chunks,
-        trials=trials,
+        chunks=store.ChunkTable.of(chunks),
+        trials=store.TrialTable.of(trials.values()),
         faiss_index=faiss_index,
         bm25=bm25,
     )

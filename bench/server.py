@@ -31,6 +31,11 @@ def rss_mb(pid: int) -> float:
     return _status(pid, "VmRSS:") / 1024
 
 
+def anonymous_mb(pid: int) -> float:
+    """The process's own resident memory, without pages of mapped files, from /proc."""
+    return _status(pid, "RssAnon:") / 1024
+
+
 def threads(pid: int) -> int:
     return int(_status(pid, "Threads:"))
 

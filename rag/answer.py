@@ -66,6 +66,7 @@ from rag.verdicts import (
     Decision,
     check_verdict,
     decide,
+    passages_read,
     scope,
     threshold,
     topic_terms,
@@ -121,7 +122,8 @@ class Assistant:
     @cached_property
     def vocabulary(self) -> Vocabulary:
         """The index's names and values, counted once (the index does not change)."""
-        return Vocabulary(self.index.trials)
+        trials = self.index.trials
+        return Vocabulary(trials, trials.aliases, trials.titles)
 
     def understand(self, question: str, conversation: Conversation | None = None) -> Question:
         """The typed question: the rules, or a model's plan when the backend plans and its
@@ -535,7 +537,8 @@ class Assistant:
         the others in record order; `typed` are its typed criteria that speak to the
         question's concepts (Index.typed_naming)."""
         rows = best + [i for i in self.index.trial_chunks[trial.id] if i not in best]
-        chunks = [self.index.chunks[i] for i in rows]
+        read, ids = passages_read(q, trial, typed, holding), self.index.chunks.ids
+        chunks = [self.index.chunks[i] for i in rows if ids[i] in read]
         return decide(q, trial, chunks, self.index.card(trial.id), typed, holding)
 
     def _verdict_fact(

@@ -7,6 +7,9 @@ Layout: `index/<name>` is a symbolic link to a version folder `index/.<name>-<id
     bm25/           bm25s index over the same chunks, in the same order
     chunks.jsonl    one Chunk a line, with the hash of its embedded text
     trials.jsonl    one Trial a line (fields for filters, criteria for citations)
+    rows.npz        where each line of both starts, each chunk's trial (its line in
+                    trials.jsonl) and kind
+    rows.json       each chunk's and each trial's id, and the trials' other NCT numbers
     facts.jsonl     each trial's typed criteria (rag.facts), read by corpus-wide verdicts;
                     retyped on load when the rules that typed them were older
 
@@ -14,6 +17,11 @@ A build writes a new version folder beside the live one and swaps the link in on
 the end, so a build killed at any moment leaves the previous index as it was. A lock file
 (`index/<name>.lock`, held with flock) refuses a second concurrent writer. A rebuild reuses the
 vectors of chunks whose embedded text is unchanged, so only changed chunks are embedded.
+
+A load reads the rows and maps the rest into memory: a chunk or a trial is parsed from its
+line when a question first asks for it (ChunkTable, TrialTable), and the vectors are FAISS's
+memory-mapped storage. Loading the 2,522 trials of ../shared/data took 1.3 s when every
+record was parsed up front.
 """
 
 from __future__ import annotations
@@ -22,18 +30,19 @@ import fcntl
 import gc
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_args, overload
 
 import faiss
 import numpy as np
@@ -45,11 +54,12 @@ from rag.errors import StoreError
 from rag.facts import FACTS_VERSION, Typed, type_trial
 from rag.ingest import ingest_paths
 from rag.lexical import stem, tokenize
-from rag.types import Chunk, Trial, nct_aliases, trial_key
+from rag.types import Chunk, ChunkKind, Trial, nct_aliases, trial_key
 
 # 2: trials carry derived values, design, arms, contacts, locations; chunks the readable name.
 # 3: trials carry their study ids and keywords (names people give them).
-FORMAT_VERSION = 3
+# 4: rows.npz and rows.json, so that a load parses no record until a question reads it.
+FORMAT_VERSION = 4
 INDEX_ROOT = Path("index")
 DEFAULT_NAME = "default"
 # Exact search is one matrix product per query, about 0.11 ms per thousand chunks on 2 cores
@@ -67,8 +77,109 @@ EXACT_SHARE = 10
 GATHER_BLOCK = 4096  # chunk vectors gathered at once for exact scores of some (6 MB at 384-d)
 GATHER_SHARE = 3  # past a third of the chunks, gathering their vectors costs more than a product
 # over all of them (606,510 chunks: a third gathered in 84 ms, all in 183; the product 77 ms)
+# Chunks parsed and kept at once (about 1.7 KB each): a scan of the 2,522 trials of
+# ../shared/data reads a few thousand; the rest are parsed again when asked for (13 us each).
+CHUNK_CACHE = 16_384
+CHUNK_KINDS: tuple[ChunkKind, ...] = get_args(ChunkKind)
+T = TypeVar("T")
 Rows = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]  # one flag per chunk
+
+
+class ChunkTable(Sequence[Chunk]):
+    """The index's chunks in order. What a question reads of every chunk is held in arrays:
+    its id, its trial (a place in `trial_order`) and its kind; a Chunk itself is made when
+    asked for, by `read` (from its line of chunks.jsonl, for a stored index)."""
+
+    def __init__(
+        self,
+        ids: list[str],
+        owners: npt.NDArray[np.int64],
+        kinds: npt.NDArray[np.uint8],
+        trial_order: list[str],
+        read: Callable[[int], Chunk],
+    ) -> None:
+        self.ids = ids
+        self.owners = owners
+        self.kinds = kinds
+        self.trial_order = trial_order
+        self._read = read
+
+    @classmethod
+    def of(cls, chunks: Sequence[Chunk]) -> ChunkTable:
+        """A table over chunks held in memory; the trials in the order of their first chunk."""
+        order = list(dict.fromkeys(c.trial_id for c in chunks))
+        places = {trial_id: i for i, trial_id in enumerate(order)}
+        return cls(
+            [c.id for c in chunks],
+            np.array([places[c.trial_id] for c in chunks], dtype=np.int64),
+            np.array([CHUNK_KINDS.index(c.kind) for c in chunks], dtype=np.uint8),
+            order,
+            list(chunks).__getitem__,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> Chunk: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Chunk]: ...
+
+    def __getitem__(self, i: int | slice) -> Chunk | list[Chunk]:
+        if isinstance(i, slice):
+            return [self._read(j) for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return self._read(i % len(self))
+
+    def kind_is(self, kind: ChunkKind) -> Mask:
+        return np.asarray(self.kinds == CHUNK_KINDS.index(kind))
+
+
+class TrialTable(Mapping[str, Trial]):
+    """The index's trials by id, in order; a Trial is made when first asked for, by `read`
+    (from its line of trials.jsonl, for a stored index), and kept. What every question reads
+    of every trial is held apart: `aliases`, the other NCT numbers the trials were registered
+    under, and `titles`, each trial's title and official title (a question may name a trial by
+    either)."""
+
+    def __init__(
+        self,
+        ids: list[str],
+        aliases: dict[str, str],
+        titles: dict[str, tuple[str, ...]],
+        read: Callable[[int], Trial],
+    ) -> None:
+        self.ids = ids
+        self.aliases = aliases
+        self.titles = titles
+        self._places = {trial_id: i for i, trial_id in enumerate(ids)}
+        self._read = read
+        self._made: dict[str, Trial] = {}
+
+    @classmethod
+    def of(cls, trials: Iterable[Trial]) -> TrialTable:
+        """A table over trials held in memory."""
+        held = list(trials)
+        return cls([t.id for t in held], nct_aliases(held), _titles(held), held.__getitem__)
+
+    def __getitem__(self, trial_id: str) -> Trial:
+        """The trial (KeyError for an id the index does not hold)."""
+        found = self._made.get(trial_id)
+        if found is None:
+            found = self._made[trial_id] = self._read(self._places[trial_id])
+        return found
+
+    def __contains__(self, trial_id: object) -> bool:
+        return trial_id in self._places
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +200,10 @@ class BuildReport:
     seconds: float = 0.0
 
 
+def _titles(trials: Iterable[Trial]) -> dict[str, tuple[str, ...]]:
+    return {t.id: tuple(title for title in (t.title, t.official_title) if title) for t in trials}
+
+
 @dataclass
 class Index:
     """A loaded index: chunks, trials, dense and lexical search over the same chunk order."""
@@ -96,16 +211,11 @@ class Index:
     name: str
     path: Path
     manifest: dict[str, Any]
-    chunks: list[Chunk]
-    trials: dict[str, Trial]
+    chunks: ChunkTable
+    trials: TrialTable
     faiss_index: Any
     bm25: Postings
-    trial_chunks: dict[str, list[int]] = field(default_factory=dict)
     facts: dict[str, tuple[Typed, ...]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for i, chunk in enumerate(self.chunks):
-            self.trial_chunks.setdefault(chunk.trial_id, []).append(i)
 
     def find_trial(self, trial_id: str) -> Trial | None:
         """A trial by id as a user types it: NCT numbers (its own or an alias) and T- ids in any
@@ -113,9 +223,17 @@ class Index:
         key = trial_key(trial_id)
         return self.trials.get(key) or self.trials.get(self.aliases.get(key, ""))
 
-    @cached_property
+    @property
     def aliases(self) -> dict[str, str]:
-        return nct_aliases(self.trials.values())
+        return self.trials.aliases
+
+    @cached_property
+    def trial_chunks(self) -> dict[str, list[int]]:
+        """Each trial's chunks (rows), in order, by trial id, in trial_order."""
+        order = np.argsort(self.owners, kind="stable")
+        cuts = np.cumsum(np.bincount(self.owners, minlength=len(self.trial_order)))[:-1]
+        rows = np.split(order, cuts)
+        return {t: rows[i].tolist() for i, t in enumerate(self.trial_order)}
 
     def typed(self, trial_id: str) -> tuple[Typed, ...]:
         """The trial's typed criteria: stored by the build, else typed now (once)."""
@@ -126,8 +244,9 @@ class Index:
 
     def card(self, trial_id: str) -> Chunk:
         """The trial's field card (every trial has one)."""
+        card = CHUNK_KINDS.index("card")
         return next(
-            self.chunks[i] for i in self.trial_chunks[trial_id] if self.chunks[i].kind == "card"
+            self.chunks[i] for i in self.trial_chunks[trial_id] if self.chunks.kinds[i] == card
         )
 
     @property
@@ -139,12 +258,7 @@ class Index:
         """All chunk vectors, in chunk order: a view of FAISS's own storage, flat or under the
         HNSW graph (no copy: 92 MB on the 2,522 trials of ../shared/data, 1.5 GB at a million
         chunks), valid while this Index lives."""
-        flat: Any = (
-            self.faiss_index if self.exact else faiss.downcast_index(self.faiss_index.storage)
-        )
-        n, dim = flat.ntotal, flat.d
-        stored = faiss.rev_swig_ptr(flat.get_xb(), n * dim)
-        return np.asarray(stored, dtype=np.float32).reshape(n, dim)
+        return _stored_vectors(self.faiss_index)
 
     @property
     def exact(self) -> bool:
@@ -185,10 +299,10 @@ class Index:
         order = self.trial_order
         return [order[i] for i in np.unique(self.owners[rows])]
 
-    @cached_property
+    @property
     def trial_order(self) -> list[str]:
-        """The trials in the order of their first chunk (the order of trial_chunks)."""
-        return list(self.trial_chunks)
+        """The trials in the order their chunks were made (the order of trial_chunks)."""
+        return self.chunks.trial_order
 
     @cached_property
     def places(self) -> dict[str, int]:
@@ -198,15 +312,12 @@ class Index:
     @cached_property
     def criteria(self) -> Mask:
         """Which chunks are criteria."""
-        return np.array([c.kind == "criterion" for c in self.chunks], dtype=bool)
+        return self.chunks.kind_is("criterion")
 
-    @cached_property
+    @property
     def owners(self) -> npt.NDArray[np.int64]:
         """Each chunk's trial, as its place in trial_order."""
-        owners = np.zeros(len(self.chunks), dtype=np.int64)
-        for place, rows in enumerate(self.trial_chunks.values()):
-            owners[rows] = place
-        return owners
+        return self.chunks.owners
 
     def dense_scores(self, query: Vectors, rows: Rows) -> Vectors:
         """The exact cosine scores of the chunks in `rows`: one product over every chunk when
@@ -304,6 +415,14 @@ class Postings:
         return np.bincount(rows, weights=weights, minlength=self.documents).astype(np.float32)
 
 
+def _stored_vectors(index: Any) -> Vectors:
+    """A FAISS index's vectors, flat or under an HNSW graph, as a view of its storage."""
+    flat: Any = index if isinstance(index, faiss.IndexFlat) else faiss.downcast_index(index.storage)
+    n, dim = flat.ntotal, flat.d
+    stored = faiss.rev_swig_ptr(flat.get_xb(), n * dim)
+    return np.asarray(stored, dtype=np.float32).reshape(n, dim)
+
+
 def index_path(name: str, root: Path = INDEX_ROOT) -> Path:
     return root / name
 
@@ -313,10 +432,9 @@ def load(
     root: Path = INDEX_ROOT,
     *,
     model: str | None = None,
-    any_format: bool = False,
 ) -> Index:
-    """The live index `name`; with `model`, refuse one built with another model; unless
-    `any_format`, refuse one of another format (an update reuses its vectors all the same)."""
+    """The live index `name`; with `model`, refuse one built with another model; refuse one of
+    another format (an update reuses its vectors all the same: see _previous)."""
     link = index_path(name, root)
     if not link.exists():
         raise StoreError(
@@ -326,12 +444,12 @@ def load(
     path = link.resolve()
     manifest = json.loads((path / "manifest.json").read_text())
     found = manifest.get("format", 0)
-    if found > FORMAT_VERSION and not any_format:
+    if found > FORMAT_VERSION:
         raise StoreError(
             f"Index {name!r} has format {found}, newer than this rag reads "
             f"({FORMAT_VERSION}). Rebuild with: rag index --rebuild"
         )
-    if found < FORMAT_VERSION and not any_format:
+    if found < FORMAT_VERSION:
         where = "" if name == DEFAULT_NAME else f" --name {name}"
         raise StoreError(
             f"Index {name!r} was built by an older rag (format {found}) and lacks what this one "
@@ -343,18 +461,56 @@ def load(
             f"Rebuild with: rag index --rebuild --model {model}"
         )
     with lasting():
-        chunks = [_chunk_from_dict(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
-        trials = [Trial.from_dict(json.loads(line)) for line in _lines(path / "trials.jsonl")]
+        try:
+            rows = dict(np.load(path / "rows.npz"))
+            names = json.loads((path / "rows.json").read_text())
+        except (OSError, ValueError) as exc:
+            where = "" if name == DEFAULT_NAME else f" --name {name}"
+            raise StoreError(
+                f"Index {name!r} is damaged ({exc}). Update it with: rag index PATHS{where} "
+                "(its embeddings are reused)"
+            ) from None
+        trials = TrialTable(
+            names["trials"],
+            names["aliases"],
+            {t: tuple(titles) for t, titles in zip(names["trials"], names["titles"], strict=True)},
+            _line_reader(path / "trials.jsonl", rows["trial_lines"], Trial.from_dict),
+        )
+        chunks = ChunkTable(
+            names["chunks"],
+            rows["chunk_trials"],
+            rows["chunk_kinds"],
+            trials.ids,
+            lru_cache(maxsize=CHUNK_CACHE)(
+                _line_reader(path / "chunks.jsonl", rows["chunk_lines"], _chunk_from_dict)
+            ),
+        )
         return Index(
             name=name,
             path=path,
             manifest=manifest,
             chunks=chunks,
-            trials={t.id: t for t in trials},
-            faiss_index=faiss.read_index(str(path / "vectors.faiss")),
+            trials=trials,
+            # the flat vectors are read from the file's pages as they are used
+            faiss_index=faiss.read_index(str(path / "vectors.faiss"), faiss.IO_FLAG_MMAP_IFC),
             bm25=Postings.read(path / "bm25"),
             facts=_read_facts(path, manifest),
         )
+
+
+def _line_reader(
+    path: Path, starts: npt.NDArray[np.int64], make: Callable[[dict[str, Any]], T]
+) -> Callable[[int], T]:
+    """The record on line i of a JSON-lines file, made by `make`, read from the file mapped
+    into memory: `starts` holds where each line starts, and where the last one ends."""
+    with path.open("rb") as f:
+        lines = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    bounds = starts.tolist()
+
+    def read(i: int) -> T:
+        return make(json.loads(lines[bounds[i] : bounds[i + 1]]))
+
+    return read
 
 
 @contextmanager
@@ -470,15 +626,23 @@ def _hash(model: str, text: str) -> str:
 def _previous(
     root: Path, name: str, embedder: Embedder
 ) -> tuple[dict[str, int], Vectors, set[str]] | None:
-    """Hash -> row of the live index's vectors, when it was built with the same model."""
-    try:
-        old = load(name, root, any_format=True)
-    except (StoreError, OSError, ValueError, KeyError, RuntimeError, TypeError):
+    """Hash -> row of the live index's vectors, when it was built with the same model, with
+    its trials' ids: read from the files every format has (a chunk's hash names its model and
+    text, so its vector holds in any format)."""
+    link = index_path(name, root)
+    if not link.exists():
         return None
-    if old.manifest.get("model") != embedder.name:
-        return None  # a chunk's hash names its model and text: its vector holds in any format
-    rows = {json.loads(line)["hash"]: i for i, line in enumerate(_lines(old.path / "chunks.jsonl"))}
-    return rows, np.array(old.vectors), set(old.trials)  # a copy: `old` is freed on return
+    path = link.resolve()
+    try:
+        if json.loads((path / "manifest.json").read_text()).get("model") != embedder.name:
+            return None
+        rows = {json.loads(line)["hash"]: i for i, line in enumerate(_lines(path / "chunks.jsonl"))}
+        trials = {json.loads(line)["id"] for line in _lines(path / "trials.jsonl")}
+        stored = faiss.read_index(str(path / "vectors.faiss"))
+        vectors = np.array(_stored_vectors(stored))  # a copy: `stored` is freed on return
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError):
+        return None
+    return rows, vectors, trials
 
 
 def _vectors(
@@ -550,12 +714,26 @@ def _write(
     bm25 = bm25s.BM25()
     bm25.index([tokenize(c.embed_text) for c in chunks], show_progress=False)
     bm25.save(str(target / "bm25"), show_progress=False)
-    with (target / "chunks.jsonl").open("w", encoding="utf-8") as out:
-        for chunk, digest in zip(chunks, hashes, strict=True):
-            out.write(json.dumps(asdict(chunk) | {"hash": digest}, ensure_ascii=False) + "\n")
-    with (target / "trials.jsonl").open("w", encoding="utf-8") as out:
-        for trial in trials:
-            out.write(json.dumps(trial.to_dict(), ensure_ascii=False) + "\n")
+    chunk_lines = _write_lines(
+        target / "chunks.jsonl",
+        (asdict(chunk) | {"hash": digest} for chunk, digest in zip(chunks, hashes, strict=True)),
+    )
+    trial_lines = _write_lines(target / "trials.jsonl", (t.to_dict() for t in trials))
+    places = {trial.id: i for i, trial in enumerate(trials)}
+    np.savez(
+        target / "rows.npz",
+        chunk_lines=chunk_lines,
+        trial_lines=trial_lines,
+        chunk_trials=np.array([places[c.trial_id] for c in chunks], dtype=np.int64),
+        chunk_kinds=np.array([CHUNK_KINDS.index(c.kind) for c in chunks], dtype=np.uint8),
+    )
+    names = {
+        "chunks": [c.id for c in chunks],
+        "trials": [t.id for t in trials],
+        "aliases": nct_aliases(trials),
+        "titles": list(_titles(trials).values()),
+    }
+    (target / "rows.json").write_text(json.dumps(names, ensure_ascii=False))
     with (target / "facts.jsonl").open("w", encoding="utf-8") as out:
         for trial in trials:
             typed = [t.to_dict() for t in type_trial(trial)]
@@ -663,6 +841,17 @@ def _lock(root: Path, name: str) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_lines(path: Path, records: Iterable[dict[str, Any]]) -> npt.NDArray[np.int64]:
+    """Write one JSON record a line; where each line starts, and where the last one ends."""
+    starts = [0]
+    with path.open("wb") as out:
+        for record in records:
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+            out.write(line)
+            starts.append(starts[-1] + len(line))
+    return np.array(starts, dtype=np.int64)
 
 
 def _lines(path: Path) -> Iterator[str]:

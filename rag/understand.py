@@ -180,8 +180,17 @@ class Resolution:
 class Vocabulary:
     """What the index's trials are called, counted once per index."""
 
-    def __init__(self, trials: Mapping[str, Trial]) -> None:
+    def __init__(
+        self,
+        trials: Mapping[str, Trial],
+        aliases: dict[str, str] | None = None,
+        titles: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """Over the trials; their other NCT numbers and their titles (title, official title)
+        are read from them unless given (an index holds them apart)."""
         self.trials = trials
+        self._aliases = aliases
+        self._titles = titles
 
     @cached_property
     def weights(self) -> dict[str, dict[str, float]]:
@@ -207,7 +216,9 @@ class Vocabulary:
 
     @cached_property
     def aliases(self) -> dict[str, str]:
-        return nct_aliases(self.trials.values())
+        """The other NCT numbers the trials were registered under: given (an index stores
+        them), else read from the trials."""
+        return nct_aliases(self.trials.values()) if self._aliases is None else self._aliases
 
     @cached_property
     def acronyms(self) -> dict[str, frozenset[str]]:
@@ -221,9 +232,12 @@ class Vocabulary:
     @cached_property
     def titles(self) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {}
-        for tid, trial in self.trials.items():
-            for title in (trial.title, trial.official_title):
-                key = fold(title or "")
+        given = self._titles
+        if given is None:
+            given = {tid: (t.title or "", t.official_title or "") for tid, t in self.trials.items()}
+        for tid, titles in given.items():
+            for title in titles:
+                key = fold(title)
                 if len(key.split()) >= 3:
                     found.setdefault(key, set()).add(tid)
         return {k: frozenset(v) for k, v in found.items()}

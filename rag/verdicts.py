@@ -119,6 +119,17 @@ def decide(
     return combine(list(_facts(question, trial, chunks, holding, card, typed)))
 
 
+def passages_read(
+    question: Question, trial: Trial, typed: Sequence[Typed], holding: AbstractSet[str]
+) -> AbstractSet[str]:
+    """The ids of the passages `decide` reads of a trial under `holding`, besides its card:
+    those holding a word a fact is decided by, its typed criteria, and the one stating the
+    trial's sex when the patient's is given. A scan makes only these passages."""
+    sexed = question.patient.sex is not None and trial.value("sex")[1]
+    stating = {sexed.criterion_id} if sexed and sexed.criterion_id else set()
+    return holding | {t.criterion_id for t in typed} | stating
+
+
 def _facts(
     question: Question,
     trial: Trial,
@@ -208,7 +219,8 @@ def scope(question: Question, index: Index) -> Scope:
     rows = rows[index.criteria[rows]]  # words decide facts only in criteria (not "Status:")
     for key in keys:
         trials.update(index.concept_criteria.get(key, ()))
-    holding = frozenset(index.chunks[i].id for i in rows.tolist())
+    ids = index.chunks.ids
+    holding = frozenset(ids[i] for i in rows.tolist())
     trials.update(index.trials_of(rows))
     return Scope(frozenset(trials), holding, frozenset(keys))
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag import store
@@ -75,12 +76,22 @@ def test_rebuild_embeds_only_what_changed(tmp_path: Path, embedder: SentenceEmbe
     forced = store.build([corpus], embedder, root=root, rebuild=True)
     assert forced.embedded + forced.repeated == forced.chunks
 
-    # An index of an older format is updated, its embeddings reused.
-    manifest = store.load(root=root).path / "manifest.json"
-    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"format": 1}))
+    # An index of an older format (3 had no rows files) is updated, its vectors reused as
+    # they were.
+    old = store.load(root=root)
+    vectors = np.array(old.vectors)
+    for name in ("rows.npz", "rows.json"):
+        (old.path / name).unlink()
+    manifest = old.path / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"format": 3}))
+    with pytest.raises(StoreError, match=r"older rag \(format 3\)"):
+        store.load(root=root)
     updated = store.build([corpus], embedder, root=root)
     assert (updated.embedded, updated.reused) == (0, updated.chunks)
-    assert store.load(root=root).manifest["format"] == store.FORMAT_VERSION
+    new = store.load(root=root)
+    assert new.manifest["format"] == store.FORMAT_VERSION
+    assert np.array_equal(new.vectors, vectors)
+    assert [c.text for c in new.chunks] == [c.text for c in old.chunks]
 
 
 def test_manifest_records_model_versions_and_hashes(
@@ -114,7 +125,8 @@ def test_other_model_or_newer_format_is_refused_with_the_fix(
     manifest = root / "default" / "manifest.json"
     data = json.loads(manifest.read_text())
     manifest.write_text(json.dumps(data | {"format": 99}))
-    with pytest.raises(StoreError, match=r"format 99, newer than this rag reads \(3\)\. Rebuild"):
+    newer = rf"format 99, newer than this rag reads \({store.FORMAT_VERSION}\)\. Rebuild"
+    with pytest.raises(StoreError, match=newer):
         store.load(root=root)
     manifest.write_text(json.dumps(data | {"format": 1}))
     with pytest.raises(StoreError) as older:
@@ -125,6 +137,38 @@ def test_other_model_or_newer_format_is_refused_with_the_fix(
     )
     with pytest.raises(StoreError, match=r"No index 'other' under .*; build it with: rag index"):
         store.load("other", root=root)
+
+
+def test_a_loaded_index_reads_its_records_as_they_are_asked_for(
+    tmp_path: Path, seed_index_root: Path
+) -> None:
+    root = tmp_path / "index"
+    shutil.copytree(seed_index_root / "index", root, symlinks=True)
+    index = store.load(root=root)
+    stored = [json.loads(line) for line in (index.path / "chunks.jsonl").read_text().splitlines()]
+    assert [c.id for c in index.chunks] == index.chunks.ids == [c["id"] for c in stored]
+    assert [c.text for c in index.chunks] == [c["text"] for c in stored]
+    assert index.chunks[-1] == index.chunks[len(stored) - 1]
+    assert index.chunks[1:3] == [index.chunks[1], index.chunks[2]]
+    with pytest.raises(IndexError):
+        index.chunks[len(stored)]
+    trials = [json.loads(line) for line in (index.path / "trials.jsonl").read_text().splitlines()]
+    assert list(index.trials) == index.trial_order == [t["id"] for t in trials]
+    assert index.trials["NCT03913182"].nct_id == "NCT03913182"
+    assert index.find_trial("nct03913182") is index.trials["NCT03913182"]
+    assert index.trials.get("NCT00000000") is None
+    assert all(
+        index.chunks[i].trial_id == t for t, rows in index.trial_chunks.items() for i in rows
+    )
+    assert index.card("NCT03913182").id == "NCT03913182/card"
+
+    (index.path / "rows.json").unlink()
+    with pytest.raises(StoreError) as damaged:
+        store.load(root=root)
+    assert str(damaged.value).startswith("Index 'default' is damaged ([Errno 2] ")
+    assert str(damaged.value).endswith(
+        "rows.json'). Update it with: rag index PATHS (its embeddings are reused)"
+    )
 
 
 def test_unreadable_corpus_leaves_the_index_alone(tmp_path: Path, seed_index_root: Path) -> None:
