@@ -537,8 +537,8 @@ class Assistant:
         the others in record order; `typed` are its typed criteria that speak to the
         question's concepts (Index.typed_naming)."""
         rows = best + [i for i in self.index.trial_chunks[trial.id] if i not in best]
-        read, ids = passages_read(q, trial, typed, holding), self.index.chunks.ids
-        chunks = [self.index.chunks[i] for i in rows if ids[i] in read]
+        read, ids = passages_read(q, trial, typed), self.index.chunks.ids
+        chunks = [self.index.chunks[i] for i in rows if ids[i] in holding or ids[i] in read]
         return decide(q, trial, chunks, self.index.card(trial.id), typed, holding)
 
     def _verdict_fact(

@@ -119,15 +119,13 @@ def decide(
     return combine(list(_facts(question, trial, chunks, holding, card, typed)))
 
 
-def passages_read(
-    question: Question, trial: Trial, typed: Sequence[Typed], holding: AbstractSet[str]
-) -> AbstractSet[str]:
-    """The ids of the passages `decide` reads of a trial under `holding`, besides its card:
-    those holding a word a fact is decided by, its typed criteria, and the one stating the
-    trial's sex when the patient's is given. A scan makes only these passages."""
+def passages_read(question: Question, trial: Trial, typed: Sequence[Typed]) -> set[str]:
+    """The ids of the passages `decide` reads of a trial under Scope.holding, besides its card
+    and those in `holding`: its typed criteria, and the one stating the trial's sex when the
+    patient's is given. A scan makes only these passages and those holding."""
     sexed = question.patient.sex is not None and trial.value("sex")[1]
     stating = {sexed.criterion_id} if sexed and sexed.criterion_id else set()
-    return holding | {t.criterion_id for t in typed} | stating
+    return {t.criterion_id for t in typed} | stating
 
 
 def _facts(
