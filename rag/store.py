@@ -9,7 +9,7 @@ Layout: `index/<name>` is a symbolic link to a version folder `index/.<name>-<id
     trials.jsonl    one Trial a line (fields for filters, criteria for citations)
     rows.npz        where each line of both starts, each chunk's trial (its line in
                     trials.jsonl) and kind
-    rows.json       each chunk's and each trial's id, and the trials' other NCT numbers
+    rows.json       each chunk's and each trial's id, the trials' titles and other NCT numbers
     facts.jsonl     each trial's typed criteria (rag.facts), read by corpus-wide verdicts;
                     retyped on load when the rules that typed them were older
 
