@@ -479,15 +479,14 @@ def _copied_index(
     numbers = {tid: n for n, tid in enumerate(index.trials)}
     chunks = list(index.chunks)
     trials = dict(index.trials)
-    typed = dict(index.facts)
+    typed = {tid: index.typed(tid) for tid in index.trials}
     for copy in range(1, copies):
         ids = {tid: _new_id(tid, copy, numbers[tid]) for tid in index.trials}
         for chunk in index.chunks:
             chunks.append(_chunk_copy(chunk, chunk.trial_id, ids[chunk.trial_id]))
         for old, trial in index.trials.items():
             trials[ids[old]] = _trial_copy(trial, ids[old])
-            if old in index.facts:
-                typed[ids[old]] = tuple(_typed_copy(t, old, ids[old]) for t in index.facts[old])
+            typed[ids[old]] = tuple(_typed_copy(t, old, ids[old]) for t in typed[old])
     assert len(trials) == copies * len(index.trials), "trial ids repeat"
     assert len({c.id for c in chunks}) == len(chunks), "chunk ids repeat"
     flat = faiss.IndexFlatIP(index.faiss_index.d)

@@ -49,11 +49,11 @@ from rag.facts import Typed
 from rag.filters import DESIGNS, FILTER_KEYS, FilterError, Filters, from_mapping
 from rag.lexical import EXPANSIONS, expansion_terms, stem, stem_set, token_set, tokenize
 from rag.llm.base import Backend, BackendError, Fact, Passage, Task, TaskKind
+from rag.naming import FRAME
 from rag.retrieve import Retriever, TrialHits
 from rag.store import Index
 from rag.types import Answer, Chunk, Derived, Hit, Trial, Verdict, VerdictWord
 from rag.understand import (
-    FRAME,
     KINDS,
     Patient,
     Question,
@@ -123,7 +123,7 @@ class Assistant:
     def vocabulary(self) -> Vocabulary:
         """The index's names and values, counted once (the index does not change)."""
         trials = self.index.trials
-        return Vocabulary(trials, trials.aliases, trials.titles)
+        return Vocabulary(trials, trials.aliases, self.index.naming)
 
     def understand(self, question: str, conversation: Conversation | None = None) -> Question:
         """The typed question: the rules, or a model's plan when the backend plans and its
@@ -313,7 +313,7 @@ class Assistant:
         asked = _asked_terms(q, trial, self.vocabulary)
         # Prose names its own trial's drug and disease throughout: there, only the other
         # asked words count ("the dose of apatinib" is not in every sentence naming apatinib).
-        naming = self.vocabulary.names.get(trial.id, frozenset()) if trial else frozenset()
+        naming = self.vocabulary.names(trial.id) if trial else frozenset()
         supported = [
             h
             for h in hits
@@ -797,7 +797,7 @@ def _asked_terms(q: Question, trial: Trial | None, vocabulary: Vocabulary) -> se
     words = set(tokenize(text)) - FRAME
     if trial is not None and not q.topic:
         # The whole question: the words that name the trial say nothing of what is asked.
-        words -= vocabulary.names.get(trial.id, frozenset())
+        words -= vocabulary.names(trial.id)
         words -= {trial.id.lower(), (trial.nct_id or "").lower()}
     for term in expansion_terms(text):
         words.update(tokenize(term))

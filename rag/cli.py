@@ -406,10 +406,15 @@ def _assistant(
     from rag.llm.base import get_backend
 
     index = store.load(name)
-    if not index.facts and index.trials:
+    older = [
+        what
+        for what, stored in (("typed criteria", index.read_facts), ("naming words", index.naming))
+        if stored is None
+    ]
+    if older and index.trials:
         typer.echo(
-            f"note: index {name!r} holds no typed criteria of this rag's rules; eligibility "
-            f"questions type them as they go (run `rag index` on its records to store them)",
+            f"note: index {name!r} holds no {' or '.join(older)} of this rag's rules; questions "
+            f"make them as they go, more slowly (run `rag index` on its records to store them)",
             err=True,
         )
     return Assistant(

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from rag import normalize, render
 from rag.errors import RagError
-from rag.lexical import SPELLINGS, name_tokens
+from rag.lexical import SPELLINGS, fold, name_tokens
 from rag.types import Derived, Trial
 
 FILTER_KEYS = (
@@ -262,12 +262,6 @@ def holds_phrase(phrase: tuple[str, ...], words: tuple[str, ...]) -> bool:
         else:
             return True
     return False
-
-
-@lru_cache(maxsize=250_000)
-def fold(text: str) -> str:
-    """Lower case, punctuation to spaces, one space between words: for phrase matching."""
-    return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())
 
 
 def about(

@@ -229,3 +229,9 @@ def expand(query: str) -> list[str]:
     tokens = tokenize(query)
     extra = [t for term in expansion_terms(query) for t in tokenize(term)]
     return tokens + [t for t in extra if t not in tokens]
+
+
+@lru_cache(maxsize=250_000)
+def fold(text: str) -> str:
+    """Lower case, punctuation to spaces, one space between words: for phrase matching."""
+    return " ".join(re.sub(r"[^\w]+", " ", text.casefold()).split())

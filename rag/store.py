@@ -8,10 +8,15 @@ Layout: `index/<name>` is a symbolic link to a version folder `index/.<name>-<id
     chunks.jsonl    one Chunk a line, with the hash of its embedded text
     trials.jsonl    one Trial a line (fields for filters, criteria for citations)
     rows.npz        where each line of both starts, each chunk's trial (its line in
-                    trials.jsonl) and kind
-    rows.json       each chunk's and each trial's id, the trials' titles and other NCT numbers
-    facts.jsonl     each trial's typed criteria (rag.facts), read by corpus-wide verdicts;
-                    retyped on load when the rules that typed them were older
+                    trials.jsonl) and kind; which trials each naming word names, how surely
+    rows.json       each chunk's and each trial's id, the trials' titles, other NCT numbers
+                    and acronyms, and the naming words (rag.naming), read when a question
+                    names a trial, unless the rules that made them were older
+    facts.jsonl     each trial's typed criteria (rag.facts), a line each in the trials' order,
+                    read by corpus-wide verdicts as they reach each trial
+    concepts.json   the trials and typed criteria under each concept (Index.concept_criteria)
+Typed criteria and naming words stored by older rules than this rag's are not read: they are
+made again from the trials as questions need them.
 
 A build writes a new version folder beside the live one and swaps the link in one rename at
 the end, so a build killed at any moment leaves the previous index as it was. A lock file
@@ -40,7 +45,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property, lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar, get_args, overload
 
@@ -54,6 +58,7 @@ from rag.errors import StoreError
 from rag.facts import FACTS_VERSION, Typed, type_trial
 from rag.ingest import ingest_paths
 from rag.lexical import stem, tokenize
+from rag.naming import NAMING_VERSION, Naming
 from rag.types import Chunk, ChunkKind, Trial, nct_aliases, trial_key
 
 # 2: trials carry derived values, design, arms, contacts, locations; chunks the readable name.
@@ -149,12 +154,10 @@ class TrialTable(Mapping[str, Trial]):
         self,
         ids: list[str],
         aliases: dict[str, str],
-        titles: dict[str, tuple[str, ...]],
         read: Callable[[int], Trial],
     ) -> None:
         self.ids = ids
         self.aliases = aliases
-        self.titles = titles
         self._places = {trial_id: i for i, trial_id in enumerate(ids)}
         self._read = read
         self._made: dict[str, Trial] = {}
@@ -163,7 +166,7 @@ class TrialTable(Mapping[str, Trial]):
     def of(cls, trials: Iterable[Trial]) -> TrialTable:
         """A table over trials held in memory."""
         held = list(trials)
-        return cls([t.id for t in held], nct_aliases(held), _titles(held), held.__getitem__)
+        return cls([t.id for t in held], nct_aliases(held), held.__getitem__)
 
     def __getitem__(self, trial_id: str) -> Trial:
         """The trial (KeyError for an id the index does not hold)."""
@@ -200,10 +203,6 @@ class BuildReport:
     seconds: float = 0.0
 
 
-def _titles(trials: Iterable[Trial]) -> dict[str, tuple[str, ...]]:
-    return {t.id: tuple(title for title in (t.title, t.official_title) if title) for t in trials}
-
-
 @dataclass
 class Index:
     """A loaded index: chunks, trials, dense and lexical search over the same chunk order."""
@@ -215,7 +214,11 @@ class Index:
     trials: TrialTable
     faiss_index: Any
     bm25: Postings
-    facts: dict[str, tuple[Typed, ...]] = field(default_factory=dict)
+    facts: dict[str, tuple[Typed, ...]] = field(default_factory=dict)  # those read or typed
+    # the stored typed criteria of the trial at a place, when this rag's rules typed them
+    read_facts: Callable[[int], tuple[Typed, ...]] | None = None
+    concepts_file: Path | None = None  # concept_criteria, stored with the typed criteria
+    naming: Naming | None = None  # the trials' naming words, when stored by this rag's rules
 
     def find_trial(self, trial_id: str) -> Trial | None:
         """A trial by id as a user types it: NCT numbers (its own or an alias) and T- ids in any
@@ -239,7 +242,10 @@ class Index:
         """The trial's typed criteria: stored by the build, else typed now (once)."""
         found = self.facts.get(trial_id)
         if found is None:
-            found = self.facts[trial_id] = tuple(type_trial(self.trials[trial_id]))
+            read = self.read_facts
+            found = self.facts[trial_id] = (
+                read(self.places[trial_id]) if read else tuple(type_trial(self.trials[trial_id]))
+            )
         return found
 
     def card(self, trial_id: str) -> Chunk:
@@ -339,16 +345,16 @@ class Index:
     def concept_criteria(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """Under each key a typed mention is found by (Mention.keys: its concept, each of its
         qualifiers), the trials with such a mention and where their typed criteria have one:
-        read from the typed facts once, so that a corpus-wide question reads only the trials,
-        and the criteria, that speak to what it asks."""
-        found: dict[str, dict[str, list[int]]] = {}
-        for trial_id in self.trials:
-            for place, criterion in enumerate(self.typed(trial_id)):
-                for key in {k for m in criterion.mentions for k in m.keys()}:
-                    found.setdefault(key, {}).setdefault(trial_id, []).append(place)
+        stored by the build (else read from every trial's typed criteria once), so that a
+        corpus-wide question reads only the trials, and the criteria, that speak to what it
+        asks."""
+        if self.concepts_file is not None:
+            stored: dict[str, dict[str, list[int]]] = json.loads(self.concepts_file.read_text())
+        else:
+            stored = _concepts((trial_id, self.typed(trial_id)) for trial_id in self.trials)
         return {
             key: {trial_id: tuple(places) for trial_id, places in trials.items()}
-            for key, trials in found.items()
+            for key, trials in stored.items()
         }
 
     def typed_naming(self, trial_id: str, keys: Iterable[str]) -> tuple[Typed, ...]:
@@ -473,7 +479,6 @@ def load(
         trials = TrialTable(
             names["trials"],
             names["aliases"],
-            {t: tuple(titles) for t, titles in zip(names["trials"], names["titles"], strict=True)},
             _line_reader(path / "trials.jsonl", rows["trial_lines"], Trial.from_dict),
         )
         chunks = ChunkTable(
@@ -485,6 +490,7 @@ def load(
                 _line_reader(path / "chunks.jsonl", rows["chunk_lines"], _chunk_from_dict)
             ),
         )
+        current = manifest.get("facts") == FACTS_VERSION and "fact_lines" in rows
         return Index(
             name=name,
             path=path,
@@ -494,7 +500,11 @@ def load(
             # the flat vectors are read from the file's pages as they are used
             faiss_index=faiss.read_index(str(path / "vectors.faiss"), faiss.IO_FLAG_MMAP_IFC),
             bm25=Postings.read(path / "bm25"),
-            facts=_read_facts(path, manifest),
+            naming=_read_naming(manifest, trials.ids, rows, names),
+            read_facts=_line_reader(path / "facts.jsonl", rows["fact_lines"], _typed_from_dict)
+            if current
+            else None,
+            concepts_file=path / "concepts.json" if current else None,
         )
 
 
@@ -530,16 +540,42 @@ def lasting() -> Iterator[None]:
         gc.freeze()
 
 
-def _read_facts(path: Path, manifest: dict[str, Any]) -> dict[str, tuple[Typed, ...]]:
-    """The stored typed criteria, when the rules that typed them are this rag's (else each
-    trial is typed again when a question first reads it)."""
-    if manifest.get("facts") != FACTS_VERSION or not (path / "facts.jsonl").exists():
-        return {}
-    facts: dict[str, tuple[Typed, ...]] = {}
-    for line in _lines(path / "facts.jsonl"):
-        row = json.loads(line)
-        facts[row["trial_id"]] = tuple(Typed.from_dict(t) for t in row["typed"])
-    return facts
+def _typed_from_dict(row: dict[str, Any]) -> tuple[Typed, ...]:
+    return tuple(Typed.from_dict(t) for t in row["typed"])
+
+
+def _concepts(
+    typed: Iterable[tuple[str, tuple[Typed, ...]]],
+) -> dict[str, dict[str, list[int]]]:
+    """Under each key a typed mention is found by, the trials with such a mention and the
+    places of their typed criteria that have one."""
+    found: dict[str, dict[str, list[int]]] = {}
+    for trial_id, criteria in typed:
+        for place, criterion in enumerate(criteria):
+            for key in {k for m in criterion.mentions for k in m.keys()}:
+                found.setdefault(key, {}).setdefault(trial_id, []).append(place)
+    return found
+
+
+def _read_naming(
+    manifest: dict[str, Any],
+    trials: list[str],
+    rows: dict[str, npt.NDArray[Any]],
+    names: dict[str, Any],
+) -> Naming | None:
+    """The stored naming words, when the rules that made them are this rag's (else they are
+    made from the trials when a question first names one)."""
+    if manifest.get("naming") != NAMING_VERSION:
+        return None
+    return Naming(
+        trials,
+        names["naming"],
+        rows["naming_starts"],
+        rows["naming_trials"],
+        rows["naming_weights"],
+        names["acronyms"],
+        names["naming_titles"],
+    )
 
 
 def build(
@@ -720,24 +756,36 @@ def _write(
     )
     trial_lines = _write_lines(target / "trials.jsonl", (t.to_dict() for t in trials))
     places = {trial.id: i for i, trial in enumerate(trials)}
+    naming = Naming.of(trials)
+    typed = [(trial.id, tuple(type_trial(trial))) for trial in trials]
+    fact_lines = _write_lines(
+        target / "facts.jsonl",
+        (
+            {"trial_id": trial_id, "typed": [t.to_dict() for t in criteria]}
+            for trial_id, criteria in typed
+        ),
+    )
+    (target / "concepts.json").write_text(json.dumps(_concepts(typed)))
     np.savez(
         target / "rows.npz",
         chunk_lines=chunk_lines,
         trial_lines=trial_lines,
         chunk_trials=np.array([places[c.trial_id] for c in chunks], dtype=np.int64),
         chunk_kinds=np.array([CHUNK_KINDS.index(c.kind) for c in chunks], dtype=np.uint8),
+        fact_lines=fact_lines,
+        naming_starts=naming.starts,
+        naming_trials=naming.owners,
+        naming_weights=naming.weights,
     )
     names = {
         "chunks": [c.id for c in chunks],
         "trials": [t.id for t in trials],
         "aliases": nct_aliases(trials),
-        "titles": list(_titles(trials).values()),
+        "naming": naming.words,
+        "acronyms": naming.acronyms,
+        "naming_titles": naming.titles,
     }
     (target / "rows.json").write_text(json.dumps(names, ensure_ascii=False))
-    with (target / "facts.jsonl").open("w", encoding="utf-8") as out:
-        for trial in trials:
-            typed = [t.to_dict() for t in type_trial(trial)]
-            out.write(json.dumps({"trial_id": trial.id, "typed": typed}, ensure_ascii=False) + "\n")
     files = {r.path: _file_hash(Path(r.path)) for r in reports if not r.error}
     manifest = {
         "format": FORMAT_VERSION,
@@ -749,6 +797,7 @@ def _write(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "libraries": {name: _version(name) for name in _LIBRARIES},
         "facts": FACTS_VERSION,
+        "naming": NAMING_VERSION,
         "corpus_hash": hashlib.sha256("".join(hashes).encode()).hexdigest(),
         "files": files,
     }
@@ -761,6 +810,8 @@ _LIBRARIES = ("rag", "faiss-cpu", "sentence-transformers", "bm25s", "numpy", "to
 
 
 def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version  # only builds write versions
+
     try:
         return version(package)
     except PackageNotFoundError:

@@ -17,22 +17,22 @@ One grammar and one vocabulary decide what a user asked, before anything is retr
   3 melanoma trials", "sponsored by Pfizer", "in China", "randomised").
 
 Nothing here loads a model or reads an index file: `Vocabulary` is built from the trials
-alone, so the whole grammar is tested table-driven without the embedding model.
+alone (or given what an index stored of them), so the whole grammar is tested table-driven
+without the embedding model.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any, Literal, get_args
 
-from rag import normalize, render
-from rag.derive import about_sentences
-from rag.filters import DESIGNS, Filters, Match, fold, matches, organisations, terms
-from rag.lexical import GENERIC, SPELLINGS, expansion_terms, name_tokens, tokenize
+from rag import normalize
+from rag.filters import DESIGNS, Filters, Match, matches, organisations, terms
+from rag.lexical import GENERIC, SPELLINGS, expansion_terms, fold, tokenize
+from rag.naming import FRAME, Naming
 from rag.types import Trial, nct_aliases, trial_key
 
 Kind = Literal[
@@ -136,26 +136,6 @@ class Question:
 
 # --- the index vocabulary -------------------------------------------------------------------
 
-# Words that ask or frame rather than name what is asked about.
-FRAME = frozenset(
-    """which what who whom whose when where why how many much list any there allow allows
-    allowed accept accepts accepted permit permits exclude excludes excluded include includes
-    included require requires required need needs needed take takes let lets enrol enroll
-    enrolls enrolled eligible eligibility criteria criterion trial trials study studies does do
-    did is are was were would could can should will may might must i me my someone person
-    patient patients participant participants year-old year old years-old it its this that the
-    a an of for in on to and or about tell give say says state states stated record phase
-    status sponsor sponsors enrollment start end ends completion age ages sex gender type
-    outcome outcomes endpoint conditions interventions collaborators requirement requirements
-    people plan plans planned principal investigator investigators currently one ones them
-    they their these those please know want like find show me get has have had be been being
-    still yet also just only other same than then into with from by at as if so not no yes
-    be doing done go going join enter qualify limit limits threshold cutoff cut-off level
-    levels value values range minimum maximum number count total compare comparison differ
-    different difference between versus vs both each every all any anyone anybody somebody
-    someone's we you your our us he she him her his hers mother father mom dad mum wife
-    husband son daughter brother sister friend aunt uncle grandmother grandfather""".split()
-)
 FUZZY_MIN_LENGTH = 6  # shorter words are only matched exactly
 ACRONYM_WEIGHT = 10.0  # an acronym or code names one trial outright
 MAX_CANDIDATES = 10  # trials listed when a name fits several; more, and the name says too little
@@ -184,35 +164,22 @@ class Vocabulary:
         self,
         trials: Mapping[str, Trial],
         aliases: dict[str, str] | None = None,
-        titles: Mapping[str, tuple[str, ...]] | None = None,
+        naming: Naming | None = None,
     ) -> None:
-        """Over the trials; their other NCT numbers and their titles (title, official title)
-        are read from them unless given (an index holds them apart)."""
+        """Over the trials; their other NCT numbers and what names them (rag.naming) are read
+        from them unless given (an index stores them)."""
         self.trials = trials
         self._aliases = aliases
-        self._titles = titles
+        self._naming = naming
 
     @cached_property
-    def weights(self) -> dict[str, dict[str, float]]:
-        """Each trial's naming words and how surely each names it."""
-        return {tid: _naming_tokens(t) for tid, t in self.trials.items()}
+    def naming(self) -> Naming:
+        """Each trial's naming words and how surely each names it, its acronym and titles."""
+        return Naming.of(self.trials.values()) if self._naming is None else self._naming
 
-    @cached_property
-    def names(self) -> dict[str, frozenset[str]]:
-        return {tid: frozenset(words) for tid, words in self.weights.items()}
-
-    @cached_property
-    def word_trials(self) -> dict[str, list[str]]:
-        """The trials each naming word names."""
-        found: dict[str, list[str]] = {}
-        for tid, tokens in self.names.items():
-            for token in tokens:
-                found.setdefault(token, []).append(tid)
-        return found
-
-    @cached_property
-    def document_frequency(self) -> Counter[str]:
-        return Counter({word: len(tids) for word, tids in self.word_trials.items()})
+    def names(self, trial_id: str) -> frozenset[str]:
+        """The words that name the trial."""
+        return self.naming.words_of(trial_id)
 
     @cached_property
     def aliases(self) -> dict[str, str]:
@@ -223,30 +190,20 @@ class Vocabulary:
     @cached_property
     def acronyms(self) -> dict[str, frozenset[str]]:
         found: dict[str, set[str]] = {}
-        for tid, trial in self.trials.items():
-            acronym, _ = trial.value("acronym")
-            if isinstance(acronym, str) and len(acronym) >= 3:
-                found.setdefault(acronym.casefold(), set()).add(tid)
+        for tid, acronym in self.naming.acronyms.items():
+            found.setdefault(acronym.casefold(), set()).add(tid)
         return {k: frozenset(v) for k, v in found.items()}
 
     @cached_property
     def titles(self) -> dict[str, frozenset[str]]:
-        found: dict[str, set[str]] = {}
-        given = self._titles
-        if given is None:
-            given = {tid: (t.title or "", t.official_title or "") for tid, t in self.trials.items()}
-        for tid, titles in given.items():
-            for title in titles:
-                key = fold(title)
-                if len(key.split()) >= 3:
-                    found.setdefault(key, set()).add(tid)
-        return {k: frozenset(v) for k, v in found.items()}
+        """The trials each folded title names."""
+        return {title: frozenset(ids) for title, ids in self.naming.titles.items()}
 
     @cached_property
     def _by_prefix(self) -> dict[str, list[str]]:
         """Naming tokens by their first two letters, for spelling slips."""
         index: dict[str, list[str]] = {}
-        for token in self.document_frequency:
+        for token in self.naming.words:
             if len(token) >= FUZZY_MIN_LENGTH - 1 and token.isalpha():
                 index.setdefault(token[:2], []).append(token)
         return index
@@ -276,7 +233,7 @@ class Vocabulary:
         )
 
     def known(self, word: str) -> bool:
-        return word in self.document_frequency
+        return word in self.naming
 
     @cached_property
     def field_texts(self) -> dict[str, frozenset[str]]:
@@ -347,7 +304,7 @@ class Vocabulary:
         through: dict[tuple[str, str], float] = {}  # (compound, trial): what its parts gave
         for word, fits in found.items():
             compound = next((c for c, p in parts.items() if word in p), None)
-            whole = self.rarity(self.document_frequency[compound]) if compound else 0.0
+            whole = self.rarity(self.naming.frequency(compound)) if compound else 0.0
             for tid, score in fits.items():
                 if any(word in p and tid in found[c] for c, p in parts.items()):
                     continue
@@ -370,19 +327,19 @@ class Vocabulary:
         scores: dict[str, float] = {}
         acronym = self.acronyms.get(word)
         if acronym:
-            others = sum(1 for tid in self.word_trials.get(word, ()) if tid not in acronym)
+            others = sum(1 for tid in self.naming.fits(word) if tid not in acronym)
             scores = dict.fromkeys(acronym, ACRONYM_WEIGHT / (1 + others))
         if not self.known(word):
             corrected = self.correct(word)
             if corrected is None:
                 return scores
             word = corrected
-        frequency = self.document_frequency[word]
-        if frequency > max(2, len(self.names) // 4):
+        fits = self.naming.fits(word)
+        if len(fits) > max(2, len(self.naming.trials) // 4):
             return scores
-        rarity = self.rarity(frequency)
-        for tid in self.word_trials.get(word, ()):
-            scores[tid] = scores.get(tid, 0.0) + self.weights[tid][word] * rarity
+        rarity = self.rarity(len(fits))
+        for tid, weight in fits.items():
+            scores[tid] = scores.get(tid, 0.0) + weight * rarity
         return scores
 
     @staticmethod
@@ -421,48 +378,6 @@ def _best(evidence: dict[str, dict[str, float]]) -> Resolution:
 
     best = sorted(tid for tid, s in scores.items() if s >= top - 1e-9 or contested(tid))
     return Resolution(tuple(best), top)
-
-
-# A word of the title, acronym, sponsor, people, treatments or conditions names a trial more
-# surely than one of its summary or design.
-PROSE_WEIGHT = 0.5
-
-
-def _naming_tokens(trial: Trial) -> dict[str, float]:
-    """The words people name a trial by, with how surely each names it: those of its titles,
-    sponsor, people, treatments, conditions, keywords, acronym and study ids ("CALGB-9781")
-    surely, those of its summary and design less."""
-    strong: list[str] = [trial.title or "", trial.official_title or "", trial.sponsor or ""]
-    weak: list[str] = [trial.brief_summary or "", *about_sentences(trial)]
-    for name in (
-        "interventions",
-        "conditions",
-        "investigators",
-        "contacts",
-        "acronym",
-        "study_ids",
-        "keywords",
-        "allocation",
-        "intervention_model",
-        "masking",
-        "time_perspective",
-    ):
-        value, _ = trial.value(name)
-        if value is None:
-            continue
-        values = list(value) if isinstance(value, tuple) else [value]
-        if name in _FREE_TEXT:
-            strong += values
-        else:
-            weak += [render.value(name, v) for v in values]
-    weights = {t: PROSE_WEIGHT for text in weak for t in name_tokens(text)}
-    weights |= {t: 1.0 for text in strong for t in name_tokens(text)}
-    return {t: w for t, w in weights.items() if t not in FRAME}
-
-
-_FREE_TEXT = frozenset(
-    {"interventions", "conditions", "investigators", "contacts", "acronym", "study_ids", "keywords"}
-)
 
 
 def _distance(a: str, b: str, limit: int) -> int:
@@ -1151,7 +1066,7 @@ def _phrase_names(
         return [], (start, found.end() + len(tail))
     # Extend over the tail's words while they name the trial ("... study on local therapy for
     # oligorecurrent ESCC | recruiting?").
-    names = set().union(*(vocabulary.names.get(t, frozenset()) for f in fits for t in f.trials))
+    names = set().union(*(vocabulary.names(t) for f in fits for t in f.trials))
     stop = noun_end
     for word in re.finditer(r"[\w+/&'-]+", tail):
         if word.group().casefold() in _CONNECTORS:

@@ -339,8 +339,9 @@ def test_the_index_stores_typed_criteria(seed_index: store.Index) -> None:
     stored = (seed_index.path / "facts.jsonl").read_text().splitlines()
     assert len(stored) == len(seed_index.trials)
     assert seed_index.manifest["facts"] >= 1
+    assert seed_index.read_facts is not None, "a load reads the typed criteria stored"
     trial = next(t for t in seed_index.trials.values() if t.criteria)
-    assert seed_index.facts[trial.id] == tuple(
+    assert seed_index.typed(trial.id) == tuple(
         type_criterion(c.id, c.section, c.text)
         for c in trial.criteria
         if type_criterion(c.id, c.section, c.text).mentions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -190,16 +191,7 @@ def test_search_command_errors(seed_index_root: Path, monkeypatch: pytest.Monkey
 def _approximate(index: store.Index) -> store.Index:
     """The same index searched through an HNSW graph, as store.build makes above its threshold."""
     graph, kind = store.make_faiss_index(np.array(index.vectors), approximate=True)
-    return store.Index(
-        name=index.name,
-        path=index.path,
-        manifest=index.manifest | {"faiss": kind},
-        chunks=index.chunks,
-        trials=index.trials,
-        faiss_index=graph,
-        bm25=index.bm25,
-        facts=index.facts,
-    )
+    return replace(index, manifest=index.manifest | {"faiss": kind}, faiss_index=graph)
 
 
 @pytest.mark.skipif(not NSCLC.exists(), reason=f"{NSCLC} is absent: the graph needs its chunks")

@@ -9,14 +9,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from rag import store
+from rag.cli import app
 from rag.embed import SentenceEmbedder
 from rag.errors import StoreError
+from rag.naming import Naming
 from rag.retrieve import Retriever
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -257,3 +261,43 @@ def test_building_an_index_leaves_every_other_index_alone(
     assert not first.exists()
     versions = sorted(p.name for p in root.iterdir() if p.name.startswith(".seed-"))
     assert len(versions) == 3  # seed's live version and the other two indexes' live ones
+
+
+def test_a_load_reads_the_naming_words_and_concepts_the_build_stored(
+    tmp_path: Path, seed_index_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "index"
+    shutil.copytree(seed_index_root / "index", root, symlinks=True)
+    index = store.load(root=root)
+    assert index.naming is not None and index.read_facts is not None
+    made = Naming.of(index.trials.values())
+    assert index.naming.words == made.words and made.words
+    assert all(index.naming.fits(w) == made.fits(w) for w in made.words)
+    assert index.naming.acronyms == made.acronyms == {"NCT04984096": "APEC"}
+    assert index.naming.titles == made.titles
+    assert "apec" in index.naming.words_of("NCT04984096")
+    from_trials = replace(index, read_facts=None, concepts_file=None, facts={})
+    assert index.concept_criteria == from_trials.concept_criteria
+    assert any(trials for trials in index.concept_criteria.values())
+    assert [index.typed(t) for t in index.trials] == [from_trials.typed(t) for t in index.trials]
+
+    # Stored by older rules, they are not read: they are made from the trials, and `rag ask`
+    # answers the same, saying so.
+    monkeypatch.chdir(tmp_path)
+    question = ["ask", "who sponsors the APEC study?"]
+    current = CliRunner().invoke(app, question)
+    assert current.exit_code == 0 and current.stderr == ""
+    manifest = index.path / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(data | {"facts": 0, "naming": 0}))
+    older = store.load(root=root)
+    assert older.naming is None and older.read_facts is None and older.concepts_file is None
+    assert older.concept_criteria == index.concept_criteria
+    result = CliRunner().invoke(app, question)
+    assert result.exit_code == 0
+    assert result.stdout == current.stdout and "Shanghai Chest Hospital [1]" in result.stdout
+    assert result.stderr == (
+        "note: index 'default' holds no typed criteria or naming words of this rag's rules; "
+        "questions make them as they go, more slowly (run `rag index` on its records to store "
+        "them)\n"
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import import_module
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from rag.errors import RagError
@@ -120,6 +119,8 @@ def builtin_backends() -> dict[str, BackendFactory]:
 
 
 def available() -> dict[str, BackendFactory]:
+    from importlib.metadata import entry_points  # about 30 ms: only when a plugin is looked up
+
     plugins = {ep.name: ep.load for ep in entry_points(group="rag.backends")}
     factories: dict[str, BackendFactory] = dict(builtin_backends())
     for name, load in plugins.items():
