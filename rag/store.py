@@ -490,7 +490,11 @@ def load(
                 _line_reader(path / "chunks.jsonl", rows["chunk_lines"], _chunk_from_dict)
             ),
         )
-        current = manifest.get("facts") == FACTS_VERSION and "fact_lines" in rows
+        current = (
+            manifest.get("facts") == FACTS_VERSION
+            and "fact_lines" in rows
+            and (path / "concepts.json").exists()
+        )
         return Index(
             name=name,
             path=path,
