@@ -25,12 +25,12 @@ from rag.citations import UNSUPPORTED
 from rag.errors import RagError
 from rag.facts import type_trial
 from rag.filters import FILTER_KEYS
-from rag.ingest import FileReport, ingest_paths
 from rag.types import Hit, Trial
 
 if TYPE_CHECKING:
     from rag.answer import Assistant, Conversation
     from rag.filters import Filters as RetrievalFilters
+    from rag.ingest import FileReport
     from rag.store import Index
     from rag.types import Answer
 
@@ -76,6 +76,8 @@ def ingest(
     and legacy registry XML. A file that cannot be read is reported and the rest go on; the
     exit code is 1 only when nothing could be read.
     """
+    from rag.ingest import ingest_paths  # the record formats: only ingest and index read files
+
     reports = ingest_paths(paths)
     for report in reports:
         if report.error:
