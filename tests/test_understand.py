@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from rag.facts import concepts_in
 from rag.ingest import ingest_paths
 from rag.lexical import name_tokens
 from rag.understand import Question, Vocabulary, understand
@@ -505,3 +506,95 @@ def test_a_name_of_common_words_gives_way_to_the_words_after_the_noun(tmp_path: 
     # A rare word before the noun still names its trial, whatever follows.
     named = understand("Who sponsors the arthritis skin biopsy study?", vocabulary)
     assert named.trials == ("NCT00000001",), named.to_dict()
+
+
+# Blind wordings (a helper given no code or records wrote six, in six styles, for each of three
+# patients, 2026-11-22): a patient whose only fact is ECOG 1, a 67-year-old asking by age alone,
+# and a patient treated before with a PD-1 inhibitor. The first two give no trait beyond their
+# fact, so no topic should be left; the third's topic must name the PD-1 or checkpoint class.
+# Chatty wordings leave their other words as the topic ("work part time but I get tired"),
+# which then decides hundreds of trials on index shared: the known misses are strict xfails.
+BLIND_PATIENTS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "pt ECOG 1, which trials can she enroll in? need list of studies that accept PS 1",
+        {"ecog": 1},
+    ),
+    (
+        "My oncologist says my performance status is 1. I still work part time but I get tired. Which clinical trials would accept someone like me?",
+        {"ecog": 1},
+    ),
+    (
+        "My dad's doctor wrote 'ECOG 1' in his chart. He's up and about but can't do heavy work anymore. Are there studies in your database that would take him with that score?",
+        {"ecog": 1},
+    ),
+    ("trials accepting ECOG performance status 1", {"ecog": 1}),
+    (
+        "Hi, I hope this is the right place to ask. I've been reading about clinical trials for a while, and a lot of them seem to have rules about how well you're functioning day to day. My nurse told me I'm an ECOG 1, which I think means I have some symptoms but can still look after myself and do light work. I don't want to get my hopes up about trials that will turn me away, so could you tell me which of the studies you know about would actually accept someone with a performance status of 1?",
+        {"ecog": 1},
+    ),
+    (
+        "Screening question: for a candidate with ECOG PS 1 (Karnofsky roughly 80-90), which registered studies list this as within their eligibility range?",
+        {"ecog": 1},
+    ),
+    ("67yo pt, which trials is she age-eligible for?", {"age": 67}),
+    ("I'm 67. Which clinical trials am I old enough, or still young enough, to join?", {"age": 67}),
+    (
+        "My mom just turned 67 and wants to try a clinical trial. Which ones would let her in because of her age? Lots of them seem to stop at 65 or so.",
+        {"age": 67},
+    ),
+    ("trials open to age 67", {"age": 67}),
+    (
+        "Hello! I'm a 67-year-old retired teacher and I've just started looking into taking part in medical research. A friend of mine got turned away from a study because she was too old, and now I'm worried the same thing will happen to me. I haven't told you anything else about my health yet because first I just want to know where I stand on age. Going only by age, which of the trials you have would accept a 67-year-old?",
+        {"age": 67},
+    ),
+    (
+        "Which studies have age criteria that a 67-year-old participant would meet (i.e., the minimum age is at or below 67 and the maximum age is at or above 67, or there's no upper limit)?",
+        {"age": 67},
+    ),
+    ("pt s/p pembro, progressed. which trials allow prior anti-PD-1?", {"concept": True}),
+    (
+        "I was on Keytruda for about a year and it stopped working. Are there any trials that will still take me after I've already had immunotherapy?",
+        {"concept": True},
+    ),
+    (
+        "My husband was treated with nivolumab (Opdivo) last year. Now the doctors are talking about clinical trials, but we've heard some studies exclude people who've already had that kind of drug. Which ones would still accept him?",
+        {"concept": True},
+    ),
+    ("trials allowing prior PD-1 inhibitor", {"concept": True}),
+    (
+        "Hi there, I'm trying to work out my options and I'd really appreciate some help. I've had several rounds of treatment, including an immunotherapy, a PD-1 drug, I believe it was pembrolizumab, though at one point they mentioned nivolumab too so I might be mixing them up. Either way, it was one of those checkpoint inhibitors. I keep reading trial descriptions that say 'no prior immunotherapy' and it's pretty discouraging. Could you go through the studies you have and tell me which ones would still let me enroll even though I've already had a PD-1 inhibitor?",
+        {"concept": True},
+    ),
+    (
+        "hx anti-PD-1 tx (nivo), refractory. Looking for studies where prior checkpoint inhibitor exposure is allowed or required. What's available?",
+        {"concept": True},
+    ),
+]
+LEFTOVER_TOPIC = "the wording's other words are left as the topic"
+LEFTOVER = {0, 1, 2, 4, 5, 6, 7, 8, 10, 11}
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        pytest.param(
+            q,
+            e,
+            id=f"blind-{i}",
+            marks=[pytest.mark.xfail(reason=LEFTOVER_TOPIC, strict=True)] if i in LEFTOVER else [],
+        )
+        for i, (q, e) in enumerate(BLIND_PATIENTS)
+    ],
+)
+def test_a_patient_described_in_any_words_leaves_no_other_topic(
+    question: str, expected: dict[str, Any], vocabulary: Vocabulary
+) -> None:
+    understood = understand(question, vocabulary)
+    assert understood.kind == "scan", understood.to_dict()
+    if "concept" in expected:
+        named = {key for key, _ in concepts_in(understood.topic)}
+        assert named & {"pd1_pdl1", "checkpoint_inhibitor"}, understood.to_dict()
+        return
+    assert understood.patient.ecog == expected.get("ecog"), understood.to_dict()
+    assert understood.patient.age == expected.get("age"), understood.to_dict()
+    assert understood.topic == "", understood.to_dict()
