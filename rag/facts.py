@@ -28,7 +28,7 @@ from typing import Any, Literal
 from rag.types import Trial
 
 Direction = Literal["required", "excluded", "allowed"]
-FACTS_VERSION = 9  # bump when the rules change: an index typed by older rules is retyped
+FACTS_VERSION = 10  # bump when the rules change: an index typed by older rules is retyped
 
 # The curated concepts: key -> surface forms (regex, case-insensitive). A concept's parent is
 # broader: a criterion about the parent speaks to the child ("no anticancer therapy within 4
@@ -37,7 +37,10 @@ _PD1_DRUGS = (
     r"nivolumab|pembrolizumab|atezolizumab|durvalumab|avelumab|cemiplimab|camrelizumab|"
     r"sintilimab|sindilimab|tislelizumab|toripalimab|penpulimab|serplulimab|adebrelimab|"
     r"sugemalimab|envafolimab|dostarlimab|retifanlimab|benmelstobart|ivonescimab|cadonilimab|"
-    r"keytruda|opdivo|tecentriq|imfinzi|bavencio|libtayo|tyvyt|jemperli"
+    r"keytruda|opdivo|tecentriq|imfinzi|bavencio|libtayo|tyvyt|jemperli|"
+    # the short names clinicians write ("s/p pembro", "on nivo"); "ipi" is left out, as the
+    # International Prognostic Index is written so too
+    r"(?:pembro|nivo|atezo|durva)\b"
 )
 # "viral hepatitis", "viral, alcoholic, or other hepatitis": B and C both (only "viral" is
 # the span, so "autoimmune hepatitis" beside it is still named)

@@ -114,6 +114,9 @@ def _mentions(section: str, text: str) -> set[tuple[str, str]]:
         # examples of a required therapy are each optional; a drug named with its kind is one
         ("inclusion", "Progressed after at least one prior therapy (e.g., chemotherapy or radiotherapy)", set()),
         ("inclusion", "Received prior PD-1 immune checkpoint inhibitor treatment", {("pd1_pdl1", "required")}),
+        # the drugs' short names; "IPI" is a prognostic index, not ipilimumab
+        ("exclusion", "Prior pembro or nivo", {("pd1_pdl1", "excluded")}),
+        ("exclusion", "Prior nivolumab; IPI score of 3 or more", {("pd1_pdl1", "excluded")}),
         # a receptor's expression is no mutation
         ("inclusion", "Tumour with EGFR overexpression by immunohistochemistry", set()),
     ],
