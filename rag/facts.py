@@ -59,7 +59,7 @@ CONCEPTS: dict[str, str] = {
     "checkpoint_inhibitor": (
         r"(?:immune[-\s]|immuno[-\s]?)?checkpoint[-\s](?:inhibitors?|blockade|blockers?|"
         r"therap(?:y|ies))|"
-        r"\bicis?\b|anti[-\s]?ctla[-\s]?4|ctla[-\s]?4\s+(?:inhibitors?|antibod(?:y|ies))|"
+        r"\b(?:icis?|cpis?)\b|anti[-\s]?ctla[-\s]?4|ctla[-\s]?4\s+(?:inhibitors?|antibod(?:y|ies))|"
         r"ipilimumab|tremelimumab|immuno[-\s]?therap(?:y|ies)|immune[- ]oncology|"
         r"t[-\s]cell co[-\s]?stimulation|checkpoint pathways"
     ),

@@ -443,7 +443,10 @@ _CORPUS = re.compile(
     r"(?:a|an|any|some)\s+(?:[\w-]+\s+){0,3}?(?:trial|study)\b|^\s*(?:which|what)\s+ones?\b|"
     r"\b(?:looking\s+for|find|search\s+for|know\s+of)\s+(?:a|an|any)\s+(?:[\w-]+\s+){0,2}?"
     r"(?:trial|study)\b|"
-    r"\bhow\s+many\s+of\s+(?:them|these|those|the)\b|\bevery\s+(?:[\w-]+\s+){0,3}?(?:trial|study)\b|"
+    r"\bhow\s+many\s+of\s+(?:them|these|those|the)\b|"
+    # what is open, enrolling, recruiting or accruing: the trials, by their status
+    r"\b(?:anything|what(?:'s|\s+is|\s+are)|ones?|stuff)\s+(?:(?:currently|still|now|actively|"
+    r"right\s+now)\s+)?(?:open|enrolling|recruiting|accruing)\b|\bevery\s+(?:[\w-]+\s+){0,3}?(?:trial|study)\b|"
     r"\b(?:among|of|in|across)\s+(?:all\s+)?(?:the|these|this)\s+(?:five|\d+|set|bunch|lot|list|"
     r"collection|corpus)\b",
     re.IGNORECASE,
@@ -481,7 +484,7 @@ _WH = re.compile(
 _ELIGIBILITY = re.compile(
     r"\b(?:allow\w*|accept\w*|admit\w*|permit\w*|tak(?:e|es|ing)\s+(?:patients|people|someone|"
     r"anyone|those|participants|a\s|an\s|me\b|him|her\b|them|my\b|men|women|smokers|children|"
-    r"kids|adults)|let\w*\s+(?:in|patients|people|someone|me|him|her)|exclud\w*|"
+    r"kids|adults|prior\b|previous\w*|pre-?treated)|let\w*\s+(?:in|patients|people|someone|me|him|her)|exclud\w*|"
     r"includ\w*\s+(?:patients|people|someone|those|anyone|a\s|participants|me\b|him|her\b)|"
     r"eligib\w*|qualif\w*|join\w*|enter|get\s+in|enrol+(?:ed)?\s+(?:patients|people|someone|a\s|"
     r"an\s|me\b|him|her\b|my\b|those|anyone|in|into)|be\s+enrol+ed|take\s+part|participate|"
@@ -762,7 +765,8 @@ _STATUS_WORDS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = tuple(
         ),
         (
             r"(?<!not\s)(?<!yet\s)\b(?:recruiting|open\s+(?:to|for)\s+(?:enrol\w*|recruitment|"
-            r"patients|new)|currently\s+open|enrolling|accepting\s+(?:new\s+)?(?:patients|"
+            r"patients|new)|currently\s+open|open\s+(?:right\s+)?now|open\s+(?:trials|studies)|"
+            r"enrolling|accruing|accepting\s+(?:new\s+)?(?:patients|"
             r"participants)|taking\s+(?:new\s+)?(?:patients|participants|people))\b",
             {"RECRUITING"},
         ),
@@ -938,8 +942,15 @@ def understand(
 
 
 # Shorthand people type for the words the grammar reads ("can pts w/ brain mets join?").
-_SHORTHANDS = {"pts": "patients", "ppl": "people", "w/": "with", "w/o": "without"}
-_SHORTHAND = re.compile(r"\b(?:pts|ppl)\b|(?<!\S)w/o?(?=\s)", re.IGNORECASE)
+_SHORTHANDS = {
+    "pt": "patient",
+    "pts": "patients",
+    "ppl": "people",
+    "w/": "with",
+    "w/o": "without",
+}
+# "pt" and "Pt" only: "PT" is the prothrombin time.
+_SHORTHAND = re.compile(r"\b(?:(?-i:[Pp]ts?)|pts|ppl)\b|(?<!\S)w/o?(?=\s)", re.IGNORECASE)
 
 
 def _names_anything(text: str, vocabulary: Vocabulary) -> bool:

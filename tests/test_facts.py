@@ -117,6 +117,7 @@ def _mentions(section: str, text: str) -> set[tuple[str, str]]:
         # the drugs' short names; "IPI" is a prognostic index, not ipilimumab
         ("exclusion", "Prior pembro or nivo", {("pd1_pdl1", "excluded")}),
         ("exclusion", "Prior nivolumab; IPI score of 3 or more", {("pd1_pdl1", "excluded")}),
+        ("exclusion", "Prior CPI therapy", {("checkpoint_inhibitor", "excluded")}),
         # a receptor's expression is no mutation
         ("inclusion", "Tumour with EGFR overexpression by immunohistochemistry", set()),
     ],

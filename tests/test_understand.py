@@ -511,7 +511,8 @@ def test_a_name_of_common_words_gives_way_to_the_words_after_the_noun(tmp_path: 
 # Blind wordings (a helper given no code or records wrote six, in six styles, for each of three
 # patients, 2026-11-22): a patient whose only fact is ECOG 1, a 67-year-old asking by age alone,
 # and a patient treated before with a PD-1 inhibitor. The first two give no trait beyond their
-# fact, so no topic should be left; the third's topic must name the PD-1 or checkpoint class.
+# fact, so no topic should be left; the third's topic must name the PD-1 or checkpoint class,
+# in a question over every trial.
 # Chatty wordings leave their other words as the topic ("work part time but I get tired"),
 # which then decides hundreds of trials on index shared: the known misses are strict xfails.
 BLIND_PATIENTS: list[tuple[str, dict[str, Any]]] = [
@@ -569,9 +570,70 @@ BLIND_PATIENTS: list[tuple[str, dict[str, Any]]] = [
         "hx anti-PD-1 tx (nivo), refractory. Looking for studies where prior checkpoint inhibitor exposure is allowed or required. What's available?",
         {"concept": True},
     ),
+    # A second helper, asked for clinicians' shorthand about a patient treated before with an
+    # anti-PD-1 or anti-PD-L1 drug (2026-11-22). Read since be5ff05 and the commit after it:
+    # "atezo", "durva", "CPI", "which trials still take prior ...", "what's enrolling".
+    (
+        "pt progressed on pembro 2L NSCLC — which trials still take prior anti-PD-1?",
+        {"concept": True},
+    ),
+    (
+        "any open studies that allow prior Opdivo? melanoma pt, PD on nivo adjuvant at 8mo",
+        {"concept": True},
+    ),
+    ("which trials exclude pts who got atezo? SCLC, had carbo/etop/atezo 1L", {"concept": True}),
+    (
+        "IO-refractory RCC after ipi/nivo, what's enrolling that doesn't exclude prior CPI",
+        {"concept": True},
+    ),
+    (
+        "s/p durva consolidation post-CRT stage III, PD at 10 mo. which trials exclude prior anti-PD-L1 and which are ok w/ it?",
+        {"concept": True},
+    ),
+    (
+        "h/o grade 3 colitis on Keytruda, stopped. which studies exclude prior irAE / prior PD-1?",
+        {"concept": True},
+    ),
+    (
+        "endometrial dMMR, progressed on dostarlimab — any trials allowing prior Jemperli?",
+        {"concept": True},
+    ),
+    (
+        "cSCC on Libtayo ~1yr then PD. which trials require CPI-naive? need to rule those out",
+        {"concept": True},
+    ),
+    # A third helper, the same patient, some asking only for what is open (2026-11-22), written
+    # after the change above: run blind against it, 7 of 8 read right.
+    (
+        "any open trials for NSCLC pt who progressed on pembro? still recruiting only pls",
+        {"concept": True},
+    ),
+    (
+        "melanoma s/p ipi/nivo, now w/ brain mets — what can she go on? need stuff actively accruing",
+        {"concept": True},
+    ),
+    (
+        "which trials exclude prior anti-PD-1? pt got 6 mo of nivo adjuvant for stage III melanoma",
+        {"concept": True},
+    ),
+    ("2L HNSCC after keytruda + chemo, PS 1. anything open right now?", {"concept": True}),
+    (
+        "Got a bladder ca pt who failed atezo, wondering which studies would still take him or if prior PD-L1 rules him out",
+        {"concept": True},
+    ),
+    ("RCC, prior ipi-nivo then cabo. options? only ones currently enrolling", {"concept": True}),
+    (
+        "pt had durva consolidation after chemoRT for stage III lung, recurred 8 mo later - which trials is he eligible for",
+        {"concept": True},
+    ),
+    (
+        "MSI-H CRC progressed on pembro. IO-refractory trials? also any that bar prior CTLA-4 since he might get ipi next",
+        {"concept": True},
+    ),
 ]
 LEFTOVER_TOPIC = "the wording's other words are left as the topic"
 LEFTOVER = {0, 1, 2, 4, 5, 6, 7, 8, 10, 11}
+LISTING = {31}  # "options? only ones currently enrolling": no word of eligibility, a listing
 
 
 @pytest.mark.parametrize(
@@ -581,7 +643,11 @@ LEFTOVER = {0, 1, 2, 4, 5, 6, 7, 8, 10, 11}
             q,
             e,
             id=f"blind-{i}",
-            marks=[pytest.mark.xfail(reason=LEFTOVER_TOPIC, strict=True)] if i in LEFTOVER else [],
+            marks=[pytest.mark.xfail(reason=LEFTOVER_TOPIC, strict=True)]
+            if i in LEFTOVER
+            else [pytest.mark.xfail(reason="read as a listing", strict=True)]
+            if i in LISTING
+            else [],
         )
         for i, (q, e) in enumerate(BLIND_PATIENTS)
     ],
@@ -590,7 +656,7 @@ def test_a_patient_described_in_any_words_leaves_no_other_topic(
     question: str, expected: dict[str, Any], vocabulary: Vocabulary
 ) -> None:
     understood = understand(question, vocabulary)
-    assert understood.kind == "scan", understood.to_dict()
+    assert understood.kind in ("scan", "count", "exists"), understood.to_dict()
     if "concept" in expected:
         named = {key for key, _ in concepts_in(understood.topic)}
         assert named & {"pd1_pdl1", "checkpoint_inhibitor"}, understood.to_dict()
