@@ -446,7 +446,8 @@ _CORPUS = re.compile(
     r"\bhow\s+many\s+of\s+(?:them|these|those|the)\b|"
     # what is open, enrolling, recruiting or accruing: the trials, by their status
     r"\b(?:anything|what(?:'s|\s+is|\s+are)|ones?|stuff)\s+(?:(?:currently|still|now|actively|"
-    r"right\s+now)\s+)?(?:open|enrolling|recruiting|accruing)\b|\bevery\s+(?:[\w-]+\s+){0,3}?(?:trial|study)\b|"
+    r"right\s+now)\s+)?(?:open|enrolling|recruiting|accruing)\b|"
+    r"\bevery\s+(?:[\w-]+\s+){0,3}?(?:trial|study)\b|"
     r"\b(?:among|of|in|across)\s+(?:all\s+)?(?:the|these|this)\s+(?:five|\d+|set|bunch|lot|list|"
     r"collection|corpus)\b",
     re.IGNORECASE,
@@ -484,7 +485,8 @@ _WH = re.compile(
 _ELIGIBILITY = re.compile(
     r"\b(?:allow\w*|accept\w*|admit\w*|permit\w*|tak(?:e|es|ing)\s+(?:patients|people|someone|"
     r"anyone|those|participants|a\s|an\s|me\b|him|her\b|them|my\b|men|women|smokers|children|"
-    r"kids|adults|prior\b|previous\w*|pre-?treated)|let\w*\s+(?:in|patients|people|someone|me|him|her)|exclud\w*|"
+    r"kids|adults|prior\b|previous\w*|pre-?treated)|"
+    r"let\w*\s+(?:in|patients|people|someone|me|him|her)|exclud\w*|"
     r"includ\w*\s+(?:patients|people|someone|those|anyone|a\s|participants|me\b|him|her\b)|"
     r"eligib\w*|qualif\w*|join\w*|enter|get\s+in|enrol+(?:ed)?\s+(?:patients|people|someone|a\s|"
     r"an\s|me\b|him|her\b|my\b|those|anyone|in|into)|be\s+enrol+ed|take\s+part|participate|"
